@@ -1,0 +1,158 @@
+"""The service's MQTT session: persistent, QoS 1, acknowledged by hand once a message is stored."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+# (raw topic bytes, payload, mid, qos, retain, connection generation)
+MessageHandler = Callable[[bytes, bytes, int, int, bool, int], None]
+
+
+class MqttSession:
+    """One paho client with its network loop on a thread of its own.
+
+    Paho's threaded loop carries about twice the message rate of an asyncio wrapper on this
+    kind of machine (shared/MEASURED.md), and manual acknowledgement needs the raw client.
+    Each (re)connection gets a generation number: an ack is only sent on the connection that
+    delivered the message, since packet ids mean nothing on the next one (the broker
+    redelivers unacknowledged messages there, and storage is idempotent).
+    """
+
+    def __init__(self, settings: MqttSettings, on_message: MessageHandler) -> None:
+        self._settings = settings
+        self._on_message = on_message
+        self._generation = 0
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.ever_connected = threading.Event()
+        self.last_error: str | None = None
+        self._client = self._make_client()
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def _make_client(self) -> paho.Client:
+        s = self._settings
+        protocol = paho.MQTTv5 if s.protocol == 5 else paho.MQTTv311
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=protocol,
+            clean_session=None if protocol == paho.MQTTv5 else False,
+            manual_ack=True,
+        )
+        url = urlsplit(s.url)
+        if url.username:
+            client.username_pw_set(unquote(url.username), unquote(url.password or ""))
+        if url.scheme == "mqtts":
+            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, s.reconnect_max_s)))
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        return client
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        url = urlsplit(self._settings.url)
+        default = 8883 if url.scheme == "mqtts" else 1883
+        return url.hostname or "127.0.0.1", url.port or default
+
+    def start(self) -> None:
+        """Connect in the background; paho keeps reconnecting with backoff until stop()."""
+        host, port = self.host_port
+        s = self._settings
+        properties = None
+        if s.protocol == 5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = s.session_expiry_s
+            properties.ReceiveMaximum = s.receive_maximum
+        self._client.connect_async(
+            host, port, keepalive=s.keepalive_s, clean_start=False, properties=properties
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect (the broker keeps the session and anything unacknowledged) and join."""
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+
+    def ack(self, generation: int, mid: int, qos: int) -> None:
+        if qos and generation == self._generation:
+            self._client.ack(mid, qos)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> paho.MQTTMessageInfo:
+        return self._client.publish(topic, payload, qos=qos)
+
+    def _handle_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("MQTT %s", self.last_error)
+            return
+        with self._lock:
+            self._generation += 1
+        prefix = self._settings.topic_prefix
+        if self._settings.protocol == 5:
+            client.subscribe(f"{prefix}/#", options=SubscribeOptions(qos=1, noLocal=True))
+        else:
+            client.subscribe(f"{prefix}/#", qos=1)
+        self.last_error = None
+        self.connected.set()
+        self.ever_connected.set()
+        host, port = self.host_port
+        log.info(
+            "MQTT connected to %s:%d as %s (session present: %s)",
+            host,
+            port,
+            self._settings.client_id,
+            flags.session_present,
+        )
+
+    def _handle_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if reason.is_failure:
+            host, port = self.host_port
+            self.last_error = f"lost or could not reach the broker at {host}:{port} ({reason})"
+            if was or not self.ever_connected.is_set():
+                log.warning("MQTT %s; retrying", self.last_error)
+
+    def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        # Paho stops its network loop if a callback raises, so nothing may escape from here.
+        try:
+            self._on_message(
+                msg._topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain), self._generation
+            )
+        except Exception:
+            log.exception("message handler failed on %r; not acknowledged", msg._topic[:200])

@@ -1,0 +1,252 @@
+"""The composition root: database, then broker, then workers; drained and closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, prune, redact
+from ingest.intake import Held, InOrder, Intake, wall_ms
+from ingest.mqtt import MqttSession
+from ingest.protocol import Decoder, DeviceInfo
+from ingest.records import DeviceId, Record
+from ingest.registry import load_devices, registry_version
+from ingest.settings import Settings
+from ingest.sink import NullSink, RecordSink
+from ingest.store import Store, WriteResult
+
+log = logging.getLogger(__name__)
+
+REGISTRY_POLL_S = 5.0
+RETENTION_EVERY_S = 3600.0
+TICK_S = 1.0
+DB_RETRY_MAX_S = 10.0
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters for tests, logs and metrics; touched only on the event loop thread."""
+
+    flushes: int = 0
+    written: WriteResult = field(default_factory=WriteResult)
+    acked: int = 0
+    last_flush_s: float = 0.0
+    write_errors: int = 0
+    flush_seconds: list[float] = field(default_factory=list)
+
+
+class Service:
+    """BedWatch's main job: ingest, hand on to detection, store, acknowledge."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sink: RecordSink | None = None,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.settings = settings
+        self.sink: RecordSink = sink or NullSink()
+        self.clock = clock
+        self.stats = Stats()
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._derived: list[Record] = []
+        self._store = Store(settings.database.url, keep_wave=settings.ingest.keep_wave)
+        self._decoder = Decoder(
+            devices={},
+            prefix=settings.mqtt.topic_prefix,
+            max_payload_bytes=settings.ingest.max_payload_bytes,
+            max_batch_samples=settings.ingest.max_batch_samples,
+            future_skew_limit_ms=settings.ingest.future_skew_limit_s * 1000,
+            stale_after_ms=settings.ingest.stale_after_s * 1000,
+        )
+        self._in_order = InOrder(self.sink)
+        self.intake: Intake | None = None
+        self.mqtt: MqttSession | None = None
+
+    def stop(self) -> None:
+        """Ask the service to drain and finish (also what SIGTERM does)."""
+        self._stop.set()
+
+    def add_derived(self, records: Sequence[Record]) -> None:
+        """Records computed here (heart and breathing rate from waveforms), stored next flush."""
+        self._derived.extend(records)
+
+    @property
+    def devices(self) -> dict[DeviceId, DeviceInfo]:
+        return dict(self._decoder.devices)
+
+    async def run(self) -> None:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        # Open in order: database (schema, registry), then the broker session, then workers.
+        await asyncio.to_thread(self._prepare_database)
+        self.intake = Intake(self._decoder, loop, flush_max_rows=settings.ingest.flush_max_rows)
+        self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
+        self.mqtt.start()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._flush_loop(), name="flush_loop")
+                tasks.create_task(self._detect_loop(), name="detect_loop")
+                tasks.create_task(self._tick_loop(), name="tick_loop")
+                tasks.create_task(self._registry_loop(), name="registry_loop")
+                tasks.create_task(self._retention_loop(), name="retention_loop")
+                self.ready.set()
+                await self._stop.wait()
+                log.info("stopping: no more intake; flushing what is held")
+                self.intake.close()
+                raise _Stopping
+        except* _Stopping:
+            pass
+        finally:
+            # Close in reverse: what was taken in is stored and acknowledged, then the broker
+            # session ends (the broker keeps it, with anything unacknowledged), then the database.
+            await self._flush_all()
+            await asyncio.to_thread(self.mqtt.stop)
+            await asyncio.to_thread(self._store.close)
+            log.info(
+                "stopped: %d flushes, %d acks, %d samples stored",
+                self.stats.flushes,
+                self.stats.acked,
+                self.stats.written.mattress,
+            )
+
+    def _prepare_database(self) -> None:
+        db = self.settings.database
+        ensure_database(db)
+        if db.migrate_on_start:
+            migrate(self.settings)
+        with connect(db.url) as conn:
+            self._decoder.devices = load_devices(conn)
+            self._registry_seen = registry_version(conn)
+        self._store.open()
+        log.info(
+            "database %s ready; %d devices registered",
+            redact(db.url),
+            len(self._decoder.devices),
+        )
+
+    async def _flush_loop(self) -> None:
+        assert self.intake is not None
+        interval = self.settings.ingest.flush_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.intake.flush_wanted.wait(), interval)
+            self.intake.flush_wanted.clear()
+            await self._flush_once()
+
+    async def _flush_all(self) -> None:
+        assert self.intake is not None
+        while self.intake.held_count or self._derived:
+            await self._flush_once()
+
+    async def _flush_once(self) -> None:
+        assert self.intake is not None
+        assert self.mqtt is not None
+        held = self.intake.take_held()
+        derived, self._derived = self._derived, []
+        if not held and not derived:
+            return
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self._write_until_stored, held, derived)
+        # Acknowledge only now, in the order received: a crash before this line loses nothing,
+        # the broker redelivers and the idempotent write makes the second copy a no-op.
+        for h in held:
+            self.mqtt.ack(h.generation, h.mid, h.qos)
+        elapsed = time.perf_counter() - started
+        self.stats.flushes += 1
+        self.stats.acked += len(held)
+        self.stats.written.add(result)
+        self.stats.last_flush_s = elapsed
+        if len(self.stats.flush_seconds) < 100_000:
+            self.stats.flush_seconds.append(elapsed)
+
+    def _write_until_stored(self, held: list[Held], derived: list[Record]) -> WriteResult:
+        delay = 0.5
+        while True:
+            try:
+                return self._store.write([h.decoded for h in held], derived)
+            except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.stats.write_errors += 1
+                log.warning("database write failed (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, DB_RETRY_MAX_S)
+            with contextlib.suppress(Exception):
+                self._store.reopen()
+
+    async def _detect_loop(self) -> None:
+        assert self.intake is not None
+        while True:
+            await self.intake.detect_ready.wait()
+            self.intake.detect_ready.clear()
+            for decoded in self.intake.take_to_detect():
+                try:
+                    self._in_order.feed(decoded)
+                except Exception:
+                    # A detector bug must not stop ingestion; the data is still stored.
+                    log.exception("detector failed on a message from %s", decoded.device_id)
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.sink.tick(self.clock())
+            except Exception:
+                log.exception("detector clock tick failed")
+
+    async def _registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_POLL_S)
+            try:
+                await asyncio.to_thread(self._reload_registry)
+            except Exception as exc:
+                log.warning("registry reload failed: %s", exc)
+
+    def _reload_registry(self) -> None:
+        with connect(self.settings.database.url) as conn:
+            version = registry_version(conn)
+            if version == self._registry_seen:
+                return
+            self._decoder.devices = load_devices(conn)
+            self._registry_seen = version
+        log.info("registry reloaded: %d devices", len(self._decoder.devices))
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                deleted = await asyncio.to_thread(self._prune)
+                if deleted:
+                    log.info("retention: %d old rows deleted", deleted)
+            except Exception as exc:
+                log.warning("retention run failed: %s", exc)
+            await asyncio.sleep(RETENTION_EVERY_S)
+
+    def _prune(self) -> int:
+        with connect(self.settings.database.url) as conn:
+            return prune(conn, self.settings.retention)
+
+
+class _Stopping(Exception):
+    """Raised inside the task group to cancel the workers once a stop is asked for."""
+
+
+async def run_service(settings: Settings) -> int:
+    """`bedwatch run`: the service until SIGTERM or SIGINT; 0 after a clean stop."""
+    service = Service(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, service.stop)
+    try:
+        await service.run()
+    except DatabaseUnavailable as exc:
+        log.error("%s", exc)
+        return 1
+    return 0

@@ -1,0 +1,34 @@
+"""The detector entry point: where ingest hands on decoded records, before they are stored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from ingest.records import EpochMs, Record
+
+
+class RecordSink(Protocol):
+    """What ingest calls with every accepted record; `detectors/` implements it.
+
+    Both methods are called from the service's event loop thread, never concurrently, and must
+    not block: they run between messages. For each device, `accept` sees records in device-time
+    order, each at most once per service run: a redelivered or late record (device time not after
+    the last one handed on for that device and channel) is stored but not handed on again.
+    """
+
+    def accept(self, records: Sequence[Record], received_at_ms: EpochMs) -> None:
+        """Records decoded from one MQTT message (a batch keeps its order)."""
+
+    def tick(self, now_ms: EpochMs) -> None:
+        """The service clock, about once a second: only `device_silent` may use it."""
+
+
+class NullSink:
+    """A sink that drops everything: ingest without detection."""
+
+    def accept(self, records: Sequence[Record], received_at_ms: EpochMs) -> None:
+        del records, received_at_ms
+
+    def tick(self, now_ms: EpochMs) -> None:
+        del now_ms

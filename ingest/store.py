@@ -1,0 +1,345 @@
+"""Batched, idempotent writes of decoded messages: binary COPY to staging, then one INSERT."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ingest.db import connect
+from ingest.protocol import Decoded
+from ingest.records import (
+    DeviceEvent,
+    DeviceStatus,
+    MattressSample,
+    Reason,
+    Record,
+    Rejection,
+    WaveBlock,
+    WristbandSample,
+    ms_to_datetime,
+)
+
+log = logging.getLogger(__name__)
+
+_MS = "TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond'"
+
+# Staging tables live per connection and empty themselves at each commit. Binary COPY does
+# no casts, so every column type is declared again in STAGING_TYPES.
+STAGING = {
+    "stage_mattress": "ts_ms int8, device_id text, resident_id text, hr float4, rr float4,"
+    " move int2, occ int2, sq int2, source text",
+    "stage_wristband": "ts_ms int8, device_id text, resident_id text, hr float4, spo2 float4,"
+    " bat int2, worn int2, steps int4",
+    "stage_health": "device_id text, last_ms int8, last_seq int8, messages int8, rejected int8,"
+    " skew_ms int8",
+}
+STAGING_TYPES = {
+    "stage_mattress": ["int8", "text", "text", "float4", "float4", "int2", "int2", "int2", "text"],
+    "stage_wristband": ["int8", "text", "text", "float4", "float4", "int2", "int2", "int4"],
+    "stage_health": ["text", "int8", "int8", "int8", "int8", "int8"],
+}
+QUARANTINE_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea"]
+
+INSERT_MATTRESS = f"""
+INSERT INTO mattress_samples (time, device_id, resident_id, hr, rr, move, occ, sq, source)
+SELECT {_MS}, device_id, resident_id, hr, rr, move, occ, sq, source FROM stage_mattress
+ON CONFLICT DO NOTHING"""
+INSERT_WRISTBAND = f"""
+INSERT INTO wristband_samples (time, device_id, resident_id, hr, spo2, bat, worn, steps)
+SELECT {_MS}, device_id, resident_id, hr, spo2, bat, worn, steps FROM stage_wristband
+ON CONFLICT DO NOTHING"""
+INSERT_EVENT = f"""
+INSERT INTO device_events
+    (time, device_id, type, resident_id, conf, bat, lat, lon, degraded, received_at)
+SELECT {_MS}, %(device_id)s, %(type)s, %(resident_id)s, %(conf)s, %(bat)s, %(lat)s, %(lon)s,
+       %(degraded)s, TIMESTAMPTZ 'epoch' + %(received_ms)s * INTERVAL '1 millisecond'
+FROM (SELECT %(ts_ms)s::int8 AS ts_ms) t
+ON CONFLICT DO NOTHING"""
+# A status without device time (a Last Will) has the receive time, so a retained one delivered
+# again after a restart would look new: it is stored only if it changes the device's state.
+INSERT_STATUS = f"""
+INSERT INTO device_status (time, device_id, state, from_device_clock, kind, model, fw, bat)
+SELECT {_MS}, %(device_id)s, %(state)s, %(from_device_clock)s, %(kind)s, %(model)s, %(fw)s,
+       %(bat)s
+FROM (SELECT %(ts_ms)s::int8 AS ts_ms) t
+WHERE %(from_device_clock)s OR %(state)s IS DISTINCT FROM (
+    SELECT state FROM device_status WHERE device_id = %(device_id)s ORDER BY time DESC LIMIT 1)
+ON CONFLICT DO NOTHING"""
+INSERT_WAVE = f"""
+INSERT INTO wave_blocks (time, device_id, fs, raw, resp, bcg)
+SELECT {_MS}, %(device_id)s, %(fs)s, %(raw)s, %(resp)s, %(bcg)s
+FROM (SELECT %(ts_ms)s::int8 AS ts_ms) t
+ON CONFLICT DO NOTHING"""
+UPSERT_HEALTH = """
+INSERT INTO device_health AS h
+    (device_id, last_seen_at, last_seq, messages, rejected, clock_skew_ms, skew_seen_at)
+SELECT device_id, TIMESTAMPTZ 'epoch' + last_ms * INTERVAL '1 millisecond', last_seq, messages,
+       rejected, skew_ms,
+       CASE WHEN skew_ms IS NULL THEN NULL
+            ELSE TIMESTAMPTZ 'epoch' + last_ms * INTERVAL '1 millisecond' END
+FROM stage_health
+ON CONFLICT (device_id) DO UPDATE SET
+    last_seen_at = greatest(h.last_seen_at, excluded.last_seen_at),
+    last_seq = coalesce(excluded.last_seq, h.last_seq),
+    messages = h.messages + excluded.messages,
+    rejected = h.rejected + excluded.rejected,
+    clock_skew_ms = coalesce(excluded.clock_skew_ms, h.clock_skew_ms),
+    skew_seen_at = coalesce(excluded.skew_seen_at, h.skew_seen_at)"""
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """Rows written by one flush; duplicates of rows already stored are not counted."""
+
+    mattress: int = 0
+    wristband: int = 0
+    events: int = 0
+    status: int = 0
+    wave: int = 0
+    quarantined: int = 0
+    failed_messages: int = 0
+
+    def add(self, other: WriteResult) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(slots=True)
+class _Rows:
+    mattress: list[tuple[object, ...]] = field(default_factory=list)
+    wristband: list[tuple[object, ...]] = field(default_factory=list)
+    events: list[dict[str, object]] = field(default_factory=list)
+    status: list[dict[str, object]] = field(default_factory=list)
+    wave: list[dict[str, object]] = field(default_factory=list)
+    quarantine: list[tuple[object, ...]] = field(default_factory=list)
+    health: dict[str, list[object]] = field(default_factory=dict)
+
+
+class Store:
+    """Owns one connection; used by one thread at a time (the service's writer)."""
+
+    def __init__(self, url: str, *, keep_wave: bool = False) -> None:
+        self._url = url
+        self._keep_wave = keep_wave
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def open(self) -> None:
+        conn = connect(self._url)
+        for table, columns in STAGING.items():
+            conn.execute(f"CREATE TEMP TABLE {table} ({columns}) ON COMMIT DELETE ROWS")
+        conn.commit()
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def reopen(self) -> None:
+        self.close()
+        self.open()
+
+    @property
+    def connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed:
+            self.open()
+        assert self._conn is not None
+        return self._conn
+
+    def write(self, messages: Sequence[Decoded], derived: Sequence[Record] = ()) -> WriteResult:
+        """Store a batch in one transaction; a message the database refuses is quarantined.
+
+        Connection errors propagate (the caller retries the same batch later); anything else
+        the database refuses is narrowed down to the messages at fault.
+        """
+        try:
+            return self._write(messages, derived)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error:
+            log.exception("batch of %d messages refused; writing one by one", len(messages))
+            self.connection.rollback()
+        result = self._write((), derived)
+        for message in messages:
+            try:
+                result.add(self._write((message,), ()))
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                self.connection.rollback()
+                result.add(self._write((_refused(message, exc),), ()))
+                result.failed_messages += 1
+        return result
+
+    def _write(self, messages: Iterable[Decoded], derived: Sequence[Record]) -> WriteResult:
+        rows = _collect(messages, derived, self._keep_wave)
+        conn = self.connection
+        result = WriteResult()
+        with conn.transaction(), conn.cursor() as cur:
+            result.mattress = self._copy_insert(
+                cur, "stage_mattress", rows.mattress, INSERT_MATTRESS
+            )
+            result.wristband = self._copy_insert(
+                cur, "stage_wristband", rows.wristband, INSERT_WRISTBAND
+            )
+            result.events = _execute_many(cur, INSERT_EVENT, rows.events)
+            result.status = _execute_many(cur, INSERT_STATUS, rows.status)
+            result.wave = _execute_many(cur, INSERT_WAVE, rows.wave)
+            if rows.quarantine:
+                with cur.copy(
+                    "COPY quarantine (received_at, topic, device_id, reason, detail, payload)"
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(QUARANTINE_TYPES)
+                    for row in rows.quarantine:
+                        copy.write_row(row)
+                result.quarantined = len(rows.quarantine)
+            health = [(d, *v) for d, v in rows.health.items()]
+            self._copy_insert(cur, "stage_health", health, UPSERT_HEALTH)
+        return result
+
+    @staticmethod
+    def _copy_insert(
+        cur: psycopg.Cursor[tuple[object, ...]],
+        table: str,
+        rows: list[tuple[object, ...]],
+        insert: str,
+    ) -> int:
+        if not rows:
+            return 0
+        with cur.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(STAGING_TYPES[table])
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(insert)
+        return max(cur.rowcount, 0)
+
+
+def _execute_many(
+    cur: psycopg.Cursor[tuple[object, ...]], statement: str, rows: list[dict[str, object]]
+) -> int:
+    if not rows:
+        return 0
+    cur.executemany(statement, rows, returning=False)
+    return max(cur.rowcount, 0)
+
+
+def _collect(messages: Iterable[Decoded], derived: Sequence[Record], keep_wave: bool) -> _Rows:
+    rows = _Rows()
+    for message in messages:
+        _add_records(rows, message.records, message.received_at_ms, keep_wave)
+        for rejection in message.rejections:
+            rows.quarantine.append(_quarantine_row(rejection))
+        if message.device_id is not None and (message.records or message.rejections):
+            _count_health(rows.health, message)
+    _add_records(rows, derived, 0, keep_wave)
+    return rows
+
+
+def _add_records(rows: _Rows, records: Iterable[Record], received_ms: int, keep_wave: bool) -> None:
+    for r in records:
+        if type(r) is MattressSample:
+            rows.mattress.append(
+                (r.ts_ms, r.device_id, r.resident_id, r.hr, r.rr, r.move, r.occ, r.sq, r.source)
+            )
+        elif type(r) is WristbandSample:
+            rows.wristband.append(
+                (r.ts_ms, r.device_id, r.resident_id, r.hr, r.spo2, r.bat, r.worn, r.steps)
+            )
+        elif type(r) is DeviceEvent:
+            rows.events.append(_event_row(r, received_ms))
+        elif type(r) is DeviceStatus:
+            rows.status.append(_status_row(r))
+        elif type(r) is WaveBlock and keep_wave:
+            rows.wave.append(
+                {
+                    "ts_ms": r.t0_ms,
+                    "device_id": r.device_id,
+                    "fs": r.fs_hz,
+                    "raw": _list(r.raw),
+                    "resp": _list(r.resp),
+                    "bcg": _list(r.bcg),
+                }
+            )
+
+
+def _list(values: tuple[int, ...] | None) -> list[int] | None:
+    return None if values is None else list(values)
+
+
+def _event_row(e: DeviceEvent, received_ms: int) -> dict[str, object]:
+    return {
+        "ts_ms": e.ts_ms,
+        "device_id": e.device_id,
+        "type": e.type.value,
+        "resident_id": e.resident_id,
+        "conf": e.conf,
+        "bat": e.bat,
+        "lat": e.lat,
+        "lon": e.lon,
+        "degraded": e.degraded,
+        "received_ms": received_ms or e.ts_ms,
+    }
+
+
+def _status_row(s: DeviceStatus) -> dict[str, object]:
+    return {
+        "ts_ms": s.ts_ms,
+        "device_id": s.device_id,
+        "state": s.state.value,
+        "from_device_clock": s.from_device_clock,
+        "kind": s.kind,
+        "model": s.model,
+        "fw": s.fw,
+        "bat": s.bat,
+    }
+
+
+def _quarantine_row(r: Rejection) -> tuple[object, ...]:
+    return (
+        ms_to_datetime(r.received_at_ms),
+        r.topic,
+        r.device_id,
+        r.reason.value,
+        r.detail,
+        r.payload,
+    )
+
+
+def _count_health(health: dict[str, list[object]], message: Decoded) -> None:
+    assert message.device_id is not None
+    entry = health.get(message.device_id)
+    if entry is None:
+        entry = health[message.device_id] = [message.received_at_ms, None, 0, 0, None]
+    entry[0] = max(entry[0], message.received_at_ms)  # type: ignore[call-overload]
+    if message.seq is not None:
+        entry[1] = message.seq
+    entry[2] += 1  # type: ignore[operator]
+    if message.rejections and not message.records:
+        entry[3] += 1  # type: ignore[operator]
+    if message.skew_ms is not None:
+        entry[4] = message.skew_ms
+
+
+def _refused(message: Decoded, exc: psycopg.Error) -> Decoded:
+    """The message as a quarantine entry: valid by the protocol, refused by the database."""
+    rejection = Rejection(
+        topic=message.topic,
+        reason=Reason.STORE_FAILED,
+        detail=f"{type(exc).__name__}: {exc}"[:500],
+        payload=message.payload,
+        received_at_ms=message.received_at_ms,
+        device_id=message.device_id,
+    )
+    return Decoded(
+        message.received_at_ms,
+        message.topic,
+        message.payload,
+        message.device_id,
+        message.channel,
+        [],
+        [rejection],
+    )

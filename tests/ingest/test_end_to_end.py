@@ -1,0 +1,159 @@
+"""Ingest end to end: a real Mosquitto, a real PostgreSQL, devices publishing through paho."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import psycopg
+
+from ingest.db import migrate
+from ingest.registry import parse_site, store_site
+from ingest.service import Service
+from tests.support import Device, ServiceThread, query, settings_for, wait_until
+
+SITE = """
+[[contacts]]
+id = "c-zhang"
+name = "张护理员"
+role = "care_staff"
+channels = ["json://127.0.0.1:9/hook"]
+
+[[residents]]
+id = "r-0001"
+name = "王阿婆"
+room = "新虹 3-1-201"
+devices = [{ id = "mat-0001", kind = "mattress" }, { id = "band-0001", kind = "wristband" }]
+care_team = ["c-zhang"]
+
+[[residents]]
+id = "r-0002"
+name = "李老伯"
+devices = [{ id = "mat-0002", kind = "mattress" }]
+"""
+
+T0 = int(time.time() * 1000) - 60_000
+
+
+def prepare(database_url: str, broker_url: str, prefix: str, **ingest: object) -> Service:
+    settings = settings_for(database_url, broker_url, prefix, **ingest)
+    migrate(settings)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        store_site(conn, parse_site(SITE))
+    return Service(settings)
+
+
+def mattress(ts: int, **fields: object) -> dict[str, object]:
+    return {"ts": ts, "hr": 61, "rr": 14, "move": 2, "occ": 1, "sq": 93} | fields
+
+
+def count(url: str, table: str) -> int:
+    return int(query(url, f"SELECT count(*) FROM {table}")[0][0])
+
+
+def test_telemetry_single_and_batched_is_stored_exactly_once(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    service = prepare(database_url, broker_url, prefix)
+    with ServiceThread(service):
+        mat = Device(broker_url, "mat-0001", prefix)
+        band = Device(broker_url, "band-0001", prefix)
+        single = json.dumps({"seq": 1} | mattress(T0))
+        batch = json.dumps(
+            {"seq": 2, "samples": [mattress(T0 + 1000 * i, hr=60 + i) for i in range(1, 11)]}
+        )
+        wrist = json.dumps({"seq": 1, "ts": T0, "hr": 72, "spo2": 97, "bat": 81, "worn": 1})
+        for _ in range(2):  # the second round is a firmware resend: it must change nothing
+            mat.send("telemetry", single)
+            mat.send("telemetry", batch)
+            band.send("telemetry", wrist)
+        wait_until(lambda: service.stats.acked >= 6)
+        mat.close()
+        band.close()
+    rows = query(
+        database_url,
+        "SELECT device_id, resident_id, hr, rr, move, occ, sq, source,"
+        " (extract(epoch from time) * 1000)::bigint FROM mattress_samples ORDER BY time",
+    )
+    assert len(rows) == 11
+    assert rows[0] == ("mat-0001", "r-0001", 61.0, 14.0, 2, 1, 93, "device", T0)
+    assert [r[2] for r in rows[1:]] == [60.0 + i for i in range(1, 11)]
+    assert query(database_url, "SELECT device_id, hr, spo2, bat, worn FROM wristband_samples") == [
+        ("band-0001", 72.0, 97.0, 81, 1)
+    ]
+    assert count(database_url, "quarantine") == 0
+    health = query(database_url, "SELECT device_id, messages, last_seq FROM device_health ORDER BY 1")
+    assert health == [("band-0001", 2, 1), ("mat-0001", 4, 2)]
+
+
+def test_every_event_type_and_status_with_last_will(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    service = prepare(database_url, broker_url, prefix)
+    with ServiceThread(service):
+        band = Device(broker_url, "band-0001", prefix)
+        band.send("status", json.dumps({"state": "online", "ts": T0, "kind": "wristband",
+                                        "model": "BW-B1", "fw": "1.2.0", "bat": 90}), retain=True)
+        events = [
+            {"seq": 1, "ts": T0 + 1000, "type": "sos"},
+            {"seq": 2, "ts": T0 + 2000, "type": "sos_cancel"},
+            {"seq": 3, "ts": T0 + 3000, "type": "fall", "conf": 0.91, "lat": 31.19, "lon": 121.31},
+            {"seq": 4, "ts": T0 + 4000, "type": "removed"},
+            {"seq": 5, "ts": T0 + 5000, "type": "low_battery", "bat": 9},
+        ]
+        for _ in range(2):
+            for event in events:
+                band.send("event", json.dumps(event))
+        # A power cut: the connection drops without DISCONNECT, so the broker sends the will.
+        band.client.loop_stop()
+        sock = band.client.socket()
+        assert isinstance(sock, socket.socket)
+        sock.close()
+        wait_until(lambda: count(database_url, "device_status") >= 2)
+        wait_until(lambda: service.stats.acked >= 12)
+    stored = query(database_url, "SELECT type, conf, bat, lat FROM device_events ORDER BY time")
+    assert stored == [
+        ("sos", None, None, None),
+        ("sos_cancel", None, None, None),
+        ("fall", 0.91, None, 31.19),
+        ("removed", None, None, None),
+        ("low_battery", None, 9, None),
+    ]
+    status = query(
+        database_url, "SELECT state, from_device_clock, model, fw, bat FROM device_status ORDER BY time"
+    )
+    assert status == [("online", True, "BW-B1", "1.2.0", 90), ("offline", False, None, None, None)]
+
+
+def test_messages_sent_while_the_service_is_down_arrive_when_it_returns(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    service = prepare(database_url, broker_url, prefix)
+    with ServiceThread(service):
+        pass  # the first run creates the persistent session on the broker
+    mat = Device(broker_url, "mat-0002", prefix)
+    for i in range(20):
+        mat.send("telemetry", json.dumps({"seq": i, "samples": [mattress(T0 + i * 1000)]}))
+    mat.close()
+    again = Service(service.settings)
+    with ServiceThread(again):
+        wait_until(lambda: count(database_url, "mattress_samples") == 20)
+    assert again.stats.acked == 20
+
+
+def test_retained_last_will_is_not_stored_again_after_restart(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    service = prepare(database_url, broker_url, prefix)
+    band = Device(broker_url, "band-0001", prefix)
+    band.send("status", b'{"state":"offline"}', retain=True)
+    band.close()
+    for _ in range(2):
+        with ServiceThread(Service(service.settings)) as running:
+            wait_until(lambda s=running: s.stats.acked >= 1)  # type: ignore[misc]
+    assert query(database_url, "SELECT state FROM device_status") == [("offline",)]
+    # Clear the retained message so it does not linger on the shared broker.
+    cleaner = Device(broker_url, "band-0001", prefix, will=False)
+    cleaner.send("status", b"", retain=True)
+    cleaner.close()

@@ -1,0 +1,197 @@
+"""Test helpers: private brokers, databases, a service on a thread, a firmware-like publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import paho.mqtt.client as paho
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg import sql
+
+from ingest.service import Service
+from ingest.settings import Settings
+
+ADMIN_URL = os.environ.get("BEDWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+SHARED_BROKER = os.environ.get("BEDWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fresh_database() -> Iterator[str]:
+    """A new, empty database for one test; dropped afterwards."""
+    name = f"bw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{name}"))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+MOSQUITTO_CONF = """\
+listener {port} 127.0.0.1
+allow_anonymous true
+persistence {persistence}
+persistence_location {dir}/
+max_queued_messages 1000000
+max_inflight_messages 1000
+log_dest file {dir}/mosquitto.log
+"""
+
+
+class Mosquitto:
+    """A private Mosquitto on a free port, with the settings a deployment should use."""
+
+    def __init__(self, directory: Path, *, persistence: bool = False) -> None:
+        self.port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(
+            MOSQUITTO_CONF.format(
+                port=self.port, dir=directory, persistence=str(persistence).lower()
+            )
+        )
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._proc = subprocess.Popen([binary, "-c", str(self.conf)])
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {value!r})")
+        time.sleep(every_s)
+
+
+class ServiceThread:
+    """The service on its own event loop in a thread, so a test can act as the devices."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._main, name="service", daemon=True)
+        self.error: BaseException | None = None
+
+    def _main(self) -> None:
+        try:
+            self._loop.run_until_complete(self.service.run())
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> Service:
+        self._thread.start()
+        wait_until(lambda: self.service.ready.is_set() or self.error, 30)
+        if self.error:
+            raise self.error
+        assert self.service.mqtt is not None
+        wait_until(self.service.mqtt.connected.is_set, 15)
+        return self.service
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self.service.stop)
+            self._thread.join(30)
+        if self.error:
+            raise self.error
+
+
+class Device:
+    """A device as firmware would connect: client id = device id, QoS 1, a Last Will."""
+
+    def __init__(self, url: str, device_id: str, prefix: str, *, will: bool = True) -> None:
+        parts = urlsplit(url)
+        self.device_id = device_id
+        self.prefix = prefix
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        if will:
+            self.client.will_set(self.topic("status"), b'{"state":"offline"}', qos=1, retain=True)
+        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        self.client.loop_start()
+
+    def topic(self, channel: str) -> str:
+        return f"{self.prefix}/{self.device_id}/{channel}"
+
+    def send(self, channel: str, payload: bytes | str, *, retain: bool = False, qos: int = 1) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        info = self.client.publish(self.topic(channel), data, qos=qos, retain=retain)
+        info.wait_for_publish(10)
+
+    def send_raw(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def unique_prefix() -> str:
+    return f"test/{uuid.uuid4().hex[:10]}/bedwatch/v1"
+
+
+def settings_for(database_url: str, mqtt_url: str, prefix: str, **ingest: Any) -> Settings:
+    settings = Settings().replace("database", url=database_url, create_database=False)
+    settings = settings.replace(
+        "mqtt", url=mqtt_url, topic_prefix=prefix, client_id=f"bw-{uuid.uuid4().hex[:8]}"
+    )
+    if ingest:
+        settings = settings.replace("ingest", **ingest)
+    return settings
+
+
+def query(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(statement, args).fetchall()  # type: ignore[arg-type]
