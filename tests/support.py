@@ -24,7 +24,9 @@ from psycopg import sql
 from ingest.service import Service
 from ingest.settings import Settings
 
-ADMIN_URL = os.environ.get("BEDWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "BEDWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 SHARED_BROKER = os.environ.get("BEDWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 
@@ -58,6 +60,7 @@ persistence_location {dir}/
 max_queued_messages 1000000
 max_inflight_messages 1000
 log_dest file {dir}/mosquitto.log
+user root
 """
 
 
@@ -165,7 +168,9 @@ class Device:
     def topic(self, channel: str) -> str:
         return f"{self.prefix}/{self.device_id}/{channel}"
 
-    def send(self, channel: str, payload: bytes | str, *, retain: bool = False, qos: int = 1) -> None:
+    def send(
+        self, channel: str, payload: bytes | str, *, retain: bool = False, qos: int = 1
+    ) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
         info = self.client.publish(self.topic(channel), data, qos=qos, retain=retain)
         info.wait_for_publish(10)
@@ -194,4 +199,4 @@ def settings_for(database_url: str, mqtt_url: str, prefix: str, **ingest: Any) -
 
 def query(url: str, statement: str, *args: object) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(statement, args).fetchall()  # type: ignore[arg-type]
+        return conn.execute(statement, args).fetchall()

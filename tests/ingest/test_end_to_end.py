@@ -83,7 +83,9 @@ def test_telemetry_single_and_batched_is_stored_exactly_once(
         ("band-0001", 72.0, 97.0, 81, 1)
     ]
     assert count(database_url, "quarantine") == 0
-    health = query(database_url, "SELECT device_id, messages, last_seq FROM device_health ORDER BY 1")
+    health = query(
+        database_url, "SELECT device_id, messages, last_seq FROM device_health ORDER BY 1"
+    )
     assert health == [("band-0001", 2, 1), ("mat-0001", 4, 2)]
 
 
@@ -93,8 +95,20 @@ def test_every_event_type_and_status_with_last_will(
     service = prepare(database_url, broker_url, prefix)
     with ServiceThread(service):
         band = Device(broker_url, "band-0001", prefix)
-        band.send("status", json.dumps({"state": "online", "ts": T0, "kind": "wristband",
-                                        "model": "BW-B1", "fw": "1.2.0", "bat": 90}), retain=True)
+        band.send(
+            "status",
+            json.dumps(
+                {
+                    "state": "online",
+                    "ts": T0,
+                    "kind": "wristband",
+                    "model": "BW-B1",
+                    "fw": "1.2.0",
+                    "bat": 90,
+                }
+            ),
+            retain=True,
+        )
         events = [
             {"seq": 1, "ts": T0 + 1000, "type": "sos"},
             {"seq": 2, "ts": T0 + 2000, "type": "sos_cancel"},
@@ -121,7 +135,8 @@ def test_every_event_type_and_status_with_last_will(
         ("low_battery", None, 9, None),
     ]
     status = query(
-        database_url, "SELECT state, from_device_clock, model, fw, bat FROM device_status ORDER BY time"
+        database_url,
+        "SELECT state, from_device_clock, model, fw, bat FROM device_status ORDER BY time",
     )
     assert status == [("online", True, "BW-B1", "1.2.0", 90), ("offline", False, None, None, None)]
 
