@@ -17,13 +17,17 @@ log = logging.getLogger(__name__)
 # Packages that add their own subcommands: each module has `register(subparsers)`, which adds
 # parsers whose `handler` default is a function taking the parsed arguments and returning an
 # exit code. Keeping them apart lets `simulators/` stay free of any import from `ingest/`.
-PLUGIN_MODULES = ("simulators.cli", "detectors.cli", "alerts.cli")
+# They are imported only when their command is asked for (or for help): numpy and scipy
+# would otherwise add a second to every start of the service.
+PLUGINS = {"sim": "simulators.cli", "eval": "detectors.cli", "alerts": "alerts.cli"}
+CORE_COMMANDS = ("run", "db", "registry")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(verbose=args.verbose, json_logs=args.log_json)
     handler: Handler | None = getattr(args, "handler", None)
@@ -39,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bedwatch", description=__doc__)
     parser.add_argument("-c", "--config", type=Path, help="settings file (TOML)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("site", type=Path, help="site file (TOML)")
     load.set_defaults(handler=_registry_load)
 
-    for name in PLUGIN_MODULES:
+    for name in _plugins_for(argv):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -69,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(sub)
     return parser
+
+
+def _plugins_for(argv: Sequence[str]) -> list[str]:
+    command = next((a for a in argv if a in CORE_COMMANDS or a in PLUGINS), None)
+    if command in CORE_COMMANDS:
+        return []
+    if command is not None:
+        return [PLUGINS[command]]
+    return list(PLUGINS.values())
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

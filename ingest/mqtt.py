@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
@@ -18,6 +19,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
 
 # (raw topic bytes, payload, mid, qos, retain, connection generation)
 MessageHandler = Callable[[bytes, bytes, int, int, bool, int], None]
@@ -39,6 +42,7 @@ class MqttSession:
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
+        self._disconnected = threading.Event()
         self.ever_connected = threading.Event()
         self.last_error: str | None = None
         self._client = self._make_client()
@@ -90,7 +94,14 @@ class MqttSession:
 
     def stop(self) -> None:
         """Disconnect (the broker keeps the session and anything unacknowledged) and join."""
-        self._client.disconnect()
+        # Paho's thread may end before writing what is queued: let the acknowledgements go out
+        # first, then wait until the DISCONNECT itself has been sent.
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while self._client.want_write() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._disconnected.clear()
+        if self._client.disconnect() == paho.MQTT_ERR_SUCCESS:
+            self._disconnected.wait(max(0.1, deadline - time.monotonic()))
         self._client.loop_stop()
         self.connected.clear()
 
@@ -142,6 +153,7 @@ class MqttSession:
     ) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        self._disconnected.set()
         if reason.is_failure:
             host, port = self.host_port
             self.last_error = f"lost or could not reach the broker at {host}:{port} ({reason})"

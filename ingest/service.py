@@ -94,22 +94,26 @@ class Service:
         self.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._flush_loop(), name="flush_loop")
-                tasks.create_task(self._detect_loop(), name="detect_loop")
-                tasks.create_task(self._tick_loop(), name="tick_loop")
-                tasks.create_task(self._registry_loop(), name="registry_loop")
-                tasks.create_task(self._retention_loop(), name="retention_loop")
+                flush = tasks.create_task(self._flush_loop(), name="flush_loop")
+                workers = [
+                    tasks.create_task(self._detect_loop(), name="detect_loop"),
+                    tasks.create_task(self._tick_loop(), name="tick_loop"),
+                    tasks.create_task(self._registry_loop(), name="registry_loop"),
+                    tasks.create_task(self._retention_loop(), name="retention_loop"),
+                ]
                 self.ready.set()
                 await self._stop.wait()
-                log.info("stopping: no more intake; flushing what is held")
+                log.info("stopping: no more intake; storing what is held")
                 self.intake.close()
-                raise _Stopping
-        except* _Stopping:
-            pass
+                for task in workers:
+                    task.cancel()
+                # The flush loop is not cancelled: a write cut off half-way would leave its
+                # messages stored but never acknowledged. It drains and returns by itself.
+                self.intake.flush_wanted.set()
+                await flush
         finally:
-            # Close in reverse: what was taken in is stored and acknowledged, then the broker
-            # session ends (the broker keeps it, with anything unacknowledged), then the database.
-            await self._flush_all()
+            # Close in reverse: the broker session ends (the broker keeps it, with anything
+            # unacknowledged), then the database.
             await asyncio.to_thread(self.mqtt.stop)
             await asyncio.to_thread(self._store.close)
             log.info(
@@ -137,11 +141,12 @@ class Service:
     async def _flush_loop(self) -> None:
         assert self.intake is not None
         interval = self.settings.ingest.flush_interval_s
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.intake.flush_wanted.wait(), interval)
             self.intake.flush_wanted.clear()
             await self._flush_once()
+        await self._flush_all()
 
     async def _flush_all(self) -> None:
         assert self.intake is not None
@@ -232,10 +237,6 @@ class Service:
     def _prune(self) -> int:
         with connect(self.settings.database.url) as conn:
             return prune(conn, self.settings.retention)
-
-
-class _Stopping(Exception):
-    """Raised inside the task group to cancel the workers once a stop is asked for."""
 
 
 async def run_service(settings: Settings) -> int:

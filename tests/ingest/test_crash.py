@@ -44,6 +44,21 @@ def start_service(database_url: str, broker: Mosquitto, prefix: str) -> subproce
     )
 
 
+def wait_subscribed(database_url: str, broker: Mosquitto, prefix: str) -> None:
+    """Until the service's subscription is live: a probe status from mat-0002 is stored."""
+    probe = Device(broker.url, "mat-0002", prefix, will=False)
+    try:
+        for attempt in range(200):
+            status = {"state": "online", "ts": T0 - 60_000 + attempt}
+            probe.send("status", json.dumps(status))
+            if count(database_url, "device_status"):
+                return
+            time.sleep(0.1)
+        raise AssertionError("the service never subscribed")
+    finally:
+        probe.close()
+
+
 def publish_stream(broker: Mosquitto, prefix: str, messages: int, per_s: float) -> threading.Thread:
     def run() -> None:
         device = Device(broker.url, "mat-0001", prefix)
@@ -68,8 +83,7 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(
     prepare(database_url, private_broker.url, prefix)
     messages = 1500
     first = start_service(database_url, private_broker, prefix)
-    wait_until(lambda: count(database_url, "device_health") >= 0 and first.poll() is None, 5)
-    time.sleep(1.0)  # the persistent session exists before the stream starts
+    wait_subscribed(database_url, private_broker, prefix)
     stream = publish_stream(private_broker, prefix, messages, per_s=1000)
     wait_until(lambda: count(database_url, "mattress_samples") > 2000, 30)
     first.send_signal(signal.SIGKILL)
@@ -107,7 +121,7 @@ def test_sigterm_drains_acknowledges_and_exits_zero(
 ) -> None:
     prepare(database_url, private_broker.url, prefix)
     service = start_service(database_url, private_broker, prefix)
-    time.sleep(1.0)
+    wait_subscribed(database_url, private_broker, prefix)
     stream = publish_stream(private_broker, prefix, 300, per_s=2000)
     wait_until(lambda: count(database_url, "mattress_samples") >= 10, 30)
     service.send_signal(signal.SIGTERM)
@@ -119,4 +133,5 @@ def test_sigterm_drains_acknowledges_and_exits_zero(
     again.send_signal(signal.SIGTERM)
     # Every message was acknowledged exactly once across the two runs: what the first run
     # stored it also acknowledged before exiting, so the broker did not hand it on again.
-    assert first_acks + acks_logged(again) == 301
+    probes = count(database_url, "device_status")
+    assert first_acks + acks_logged(again) == 301 + probes
