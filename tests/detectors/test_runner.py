@@ -1,0 +1,107 @@
+"""The runner: unknown devices, determinism across replay speeds, snapshot and restore."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from detectors.findings import Finding, FindingKind
+from detectors.runner import DetectorRunner
+from ingest.records import DeviceId, EventType, MattressSample, Record, ResidentId, SampleSource
+from tests.detectors.helpers import NIGHT_MS, RID, Harness, band, config, event, mat, seconds, when
+
+
+def scripted_night() -> list[Record]:
+    """Two hours with a tachycardia, a pause, an exit with no return and an SOS."""
+    out: list[Record] = []
+    t = NIGHT_MS
+    out += seconds(t, 600)
+    out += seconds(t + 600_000, 200, hr=140)
+    out += seconds(t + 800_000, 100)
+    out += seconds(t + 900_000, 25, rr=0)
+    out += seconds(t + 925_000, 300)
+    out += seconds(t + 1_225_000, 1500, occ=0, hr=None, rr=None, sq=1)
+    out += seconds(t + 2_725_000, 600)
+    wrist: list[Record] = [band(t + 30_000 * i + 500) for i in range(110)]
+    wrist.append(event(t + 3_000_500, EventType.SOS))  # after the exit: no inhibition
+    return sorted(out + wrist, key=when)
+
+
+def play(records: list[Record], chunk: int, *, snapshot_at: int | None = None) -> list[Finding]:
+    found: list[Finding] = []
+    runner = DetectorRunner(
+        residents={RID: config()}, on_finding=found.append, on_derived=lambda rows: None
+    )
+    for i in range(0, len(records), chunk):
+        if snapshot_at is not None and i >= snapshot_at:
+            blob = runner.snapshot()
+            runner = DetectorRunner(
+                residents={RID: config()}, on_finding=found.append, on_derived=lambda rows: None
+            )
+            runner.restore(blob)
+            snapshot_at = None
+        batch = records[i : i + chunk]
+        runner.accept(batch, when(batch[-1]))
+    return found
+
+
+def test_same_findings_whatever_the_batching_and_receive_times() -> None:
+    records = scripted_night()
+    one = play(records, 1)
+    assert {f.kind for f in one if not f.cleared} == {
+        FindingKind.HEART_RATE,
+        FindingKind.BREATHING_PAUSE,
+        FindingKind.BED_EXIT_NO_RETURN,
+        FindingKind.SOS,
+    }
+    assert play(records, 97) == one
+
+
+def test_restart_from_a_snapshot_neither_refires_nor_forgets() -> None:
+    records = scripted_night()
+    straight = play(records, 10)
+    for cut in (650, 1000, 2000, 3500):  # inside the tachycardia, the pause, the absence
+        assert play(records, 10, snapshot_at=cut) == straight, cut
+
+
+def test_snapshot_is_compact_and_versioned() -> None:
+    h = Harness()
+    h.feed(scripted_night())
+    blob = h.runner.snapshot()
+    assert len(blob) < 4_000
+    with pytest.raises(ValueError, match="version"):
+        h.runner.restore(zlib.compress(b'{"v": 99, "residents": {}}'))
+    with pytest.raises(ValueError, match="not a detector snapshot"):
+        h.runner.restore(b"garbage")
+
+
+def test_records_of_unmapped_devices_and_derived_samples_are_ignored() -> None:
+    h = Harness()
+    stranger = [
+        MattressSample(DeviceId("mat-x"), None, NIGHT_MS + i * 1000, None, 0, 0, 1, 90)
+        for i in range(100)
+    ]
+    other = [
+        MattressSample(DeviceId("mat-y"), ResidentId("r-9"), NIGHT_MS + i * 1000, None, 0, 0, 1, 90)
+        for i in range(100)
+    ]
+    derived = [mat(NIGHT_MS + i * 1000, hr=None) for i in range(100)]
+    derived = [
+        MattressSample(
+            d.device_id, d.resident_id, d.ts_ms, d.hr, d.rr, d.move, d.occ, d.sq, SampleSource.WAVE
+        )
+        for d in derived
+    ]
+    h.feed(stranger + other + derived)
+    assert h.findings == []
+
+
+def test_set_residents_applies_new_settings_and_keeps_state() -> None:
+    from detectors.settings import parse_detector_settings
+
+    h = Harness()
+    h.feed(seconds(NIGHT_MS, 30, hr=None))
+    h.runner.set_residents({RID: config(parse_detector_settings({"vitals_absent_window_s": 40}))})
+    h.feed(seconds(NIGHT_MS + 30_000, 10, hr=None))
+    assert len(h.of(FindingKind.VITALS_ABSENT)) == 1
