@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import tomllib
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 
 ROLES = ("care_staff", "family_doctor", "family", "emergency")
 LANGUAGES = ("zh", "en")
-# Top-level tables of the site file that other modules read (alert routing and escalation).
-OTHER_SECTIONS = ("alerts",)
+# Top-level tables of the site file that other modules read (alert routing and escalation),
+# each with the module function that checks it: `check(mapping)` raises ValueError.
+OTHER_SECTIONS = {"alerts": "alerts.config:parse_alert_config"}
 
 # Checks the `detectors` table of a resident; set by detectors/ so that a bad threshold is
 # refused when the site file is loaded, not when the service meets it.
@@ -81,6 +83,15 @@ def parse_site(text: str, check_detectors: DetectorSettingsCheck | None = None) 
     unknown = set(extra) - set(OTHER_SECTIONS)
     if unknown:
         raise SiteError(f"unknown section(s) {', '.join(sorted(unknown))}")
+    for section, value in extra.items():
+        if not isinstance(value, dict):
+            raise SiteError(f"[{section}] must be a table")
+        check = section_check(section)
+        if check is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise SiteError(f"[{section}]: {exc}") from exc
     return Site(contacts, residents, extra)
 
 
@@ -189,6 +200,19 @@ def _unique(what: str, ids: list[str]) -> None:
         seen.add(i)
 
 
+def section_check(section: str) -> Callable[[Mapping[str, Any]], object] | None:
+    """The checker another module provides for a site-file section, if it is installed."""
+    module_name, _, function = OTHER_SECTIONS[section].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            return None
+        raise
+    check: Callable[[Mapping[str, Any]], object] = getattr(module, function)
+    return check
+
+
 def default_detector_check() -> DetectorSettingsCheck | None:
     try:
         from detectors.settings import parse_detector_settings
@@ -234,6 +258,11 @@ def store_site(conn: psycopg.Connection[tuple[object, ...]], site: Site) -> None
             [(d.id, d.kind.value, r.id) for r in site.residents for d in r.devices],
         )
         ids = [r.id for r in site.residents]
+        cur.executemany(
+            "INSERT INTO site_settings (section, value) VALUES (%s, %s) ON CONFLICT (section)"
+            " DO UPDATE SET value = excluded.value, updated_at = now()",
+            [(section, json.dumps(value)) for section, value in site.extra.items()],
+        )
         cur.execute("DELETE FROM care_team WHERE resident_id = ANY(%s)", (ids,))
         cur.executemany(
             "INSERT INTO care_team (resident_id, contact_id, position) VALUES (%s, %s, %s)",
@@ -255,6 +284,7 @@ def registry_version(conn: psycopg.Connection[tuple[object, ...]]) -> tuple[obje
     row = conn.execute(
         "SELECT (SELECT count(*) FROM devices), (SELECT max(updated_at) FROM devices),"
         " (SELECT count(*) FROM residents), (SELECT max(updated_at) FROM residents),"
-        " (SELECT count(*) FROM contacts), (SELECT max(updated_at) FROM contacts)"
+        " (SELECT count(*) FROM contacts), (SELECT max(updated_at) FROM contacts),"
+        " (SELECT max(updated_at) FROM site_settings)"
     ).fetchone()
     return tuple(row) if row else ()

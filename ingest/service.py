@@ -9,22 +9,27 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import psycopg
 
+from detectors.findings import Finding
+from detectors.nights import NightSummary
+from detectors.runner import DetectorRunner
 from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, prune, redact
+from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
 from ingest.intake import Held, InOrder, Intake, wall_ms
 from ingest.mqtt import MqttSession
 from ingest.protocol import Decoder, DeviceInfo
-from ingest.records import DeviceId, Record
+from ingest.records import DeviceId, MattressSample, Record
 from ingest.registry import load_devices, registry_version
 from ingest.settings import Settings
-from ingest.sink import NullSink, RecordSink
 from ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
 
 REGISTRY_POLL_S = 5.0
+SNAPSHOT_EVERY_S = 60.0
 RETENTION_EVERY_S = 3600.0
 TICK_S = 1.0
 DB_RETRY_MAX_S = 10.0
@@ -42,23 +47,45 @@ class Stats:
     flush_seconds: list[float] = field(default_factory=list)
 
 
+class Component(Protocol):
+    """A part of the service beside ingest and detection (alerts, the web console, ...).
+
+    `run` is started once the database and broker are open and is cancelled at stop;
+    `on_finding` is called on the event loop for every finding and must not block.
+    """
+
+    name: str
+
+    def on_finding(self, finding: Finding) -> None: ...
+
+    async def run(self, service: Service) -> None: ...
+
+
 class Service:
-    """BedWatch's main job: ingest, hand on to detection, store, acknowledge."""
+    """BedWatch's main job: ingest, detect, store, acknowledge, and hand findings on."""
 
     def __init__(
         self,
         settings: Settings,
         *,
-        sink: RecordSink | None = None,
+        components: Sequence[Component] = (),
         clock: Callable[[], int] = wall_ms,
     ) -> None:
         self.settings = settings
-        self.sink: RecordSink = sink or NullSink()
+        self.components = list(components)
         self.clock = clock
         self.stats = Stats()
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._derived: list[Record] = []
+        self._findings: list[Finding] = []
+        self._summaries: list[NightSummary] = []
+        self.detectors = DetectorRunner(
+            residents={},
+            on_finding=self._on_finding,
+            on_derived=self.add_derived,
+            on_summary=self._summaries.append,
+        )
         self._store = Store(settings.database.url, keep_wave=settings.ingest.keep_wave)
         self._decoder = Decoder(
             devices={},
@@ -68,7 +95,7 @@ class Service:
             future_skew_limit_ms=settings.ingest.future_skew_limit_s * 1000,
             stale_after_ms=settings.ingest.stale_after_s * 1000,
         )
-        self._in_order = InOrder(self.sink)
+        self._in_order = InOrder(self.detectors)
         self.intake: Intake | None = None
         self.mqtt: MqttSession | None = None
 
@@ -76,9 +103,23 @@ class Service:
         """Ask the service to drain and finish (also what SIGTERM does)."""
         self._stop.set()
 
-    def add_derived(self, records: Sequence[Record]) -> None:
+    def add_derived(self, records: Sequence[MattressSample]) -> None:
         """Records computed here (heart and breathing rate from waveforms), stored next flush."""
         self._derived.extend(records)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """Publish to devices (commands such as `sos_ack`) on the service's own session."""
+        if self.mqtt is None:
+            raise RuntimeError("the service is not connected")
+        self.mqtt.publish(topic, payload, qos)
+
+    def _on_finding(self, finding: Finding) -> None:
+        self._findings.append(finding)
+        for component in self.components:
+            try:
+                component.on_finding(finding)
+            except Exception:
+                log.exception("%s failed on a %s finding", component.name, finding.kind)
 
     @property
     def devices(self) -> dict[DeviceId, DeviceInfo]:
@@ -86,7 +127,7 @@ class Service:
 
     async def run(self) -> None:
         settings = self.settings
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         # Open in order: database (schema, registry), then the broker session, then workers.
         await asyncio.to_thread(self._prepare_database)
         self.intake = Intake(self._decoder, loop, flush_max_rows=settings.ingest.flush_max_rows)
@@ -100,6 +141,11 @@ class Service:
                     tasks.create_task(self._tick_loop(), name="tick_loop"),
                     tasks.create_task(self._registry_loop(), name="registry_loop"),
                     tasks.create_task(self._retention_loop(), name="retention_loop"),
+                    tasks.create_task(self._snapshot_loop(), name="snapshot_loop"),
+                    *(
+                        tasks.create_task(c.run(self), name=f"{c.name}_component")
+                        for c in self.components
+                    ),
                 ]
                 self.ready.set()
                 await self._stop.wait()
@@ -115,6 +161,7 @@ class Service:
             # Close in reverse: the broker session ends (the broker keeps it, with anything
             # unacknowledged), then the database.
             await asyncio.to_thread(self.mqtt.stop)
+            await self._save_snapshot()
             await asyncio.to_thread(self._store.close)
             log.info(
                 "stopped: %d flushes, %d acks, %d samples stored",
@@ -130,7 +177,14 @@ class Service:
             migrate(self.settings)
         with connect(db.url) as conn:
             self._decoder.devices = load_devices(conn)
+            self.detectors.set_residents(load_resident_configs(conn))
             self._registry_seen = registry_version(conn)
+            blob = load_snapshot(conn)
+        if blob is not None:
+            try:
+                self.detectors.restore(blob)
+            except ValueError as exc:
+                log.warning("detector state not restored, starting afresh: %s", exc)
         self._store.open()
         log.info(
             "database %s ready; %d devices registered",
@@ -150,7 +204,7 @@ class Service:
 
     async def _flush_all(self) -> None:
         assert self.intake is not None
-        while self.intake.held_count or self._derived:
+        while self.intake.held_count or self._derived or self._findings or self._summaries:
             await self._flush_once()
 
     async def _flush_once(self) -> None:
@@ -158,10 +212,14 @@ class Service:
         assert self.mqtt is not None
         held = self.intake.take_held()
         derived, self._derived = self._derived, []
-        if not held and not derived:
+        findings, self._findings = self._findings, []
+        summaries, self._summaries = self._summaries, []
+        if not (held or derived or findings or summaries):
             return
         started = time.perf_counter()
-        result = await asyncio.to_thread(self._write_until_stored, held, derived)
+        result = await asyncio.to_thread(
+            self._write_until_stored, held, derived, findings, summaries
+        )
         # Acknowledge only now, in the order received: a crash before this line loses nothing,
         # the broker redelivers and the idempotent write makes the second copy a no-op.
         for h in held:
@@ -174,11 +232,17 @@ class Service:
         if len(self.stats.flush_seconds) < 100_000:
             self.stats.flush_seconds.append(elapsed)
 
-    def _write_until_stored(self, held: list[Held], derived: list[Record]) -> WriteResult:
+    def _write_until_stored(
+        self,
+        held: list[Held],
+        derived: list[Record],
+        findings: list[Finding],
+        summaries: list[NightSummary],
+    ) -> WriteResult:
         delay = 0.5
         while True:
             try:
-                return self._store.write([h.decoded for h in held], derived)
+                return self._store.write([h.decoded for h in held], derived, findings, summaries)
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.stats.write_errors += 1
                 log.warning("database write failed (%s); retrying in %.1f s", exc, delay)
@@ -203,7 +267,7 @@ class Service:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                self.sink.tick(self.clock())
+                self.detectors.tick(self.clock())
             except Exception:
                 log.exception("detector clock tick failed")
 
@@ -221,8 +285,28 @@ class Service:
             if version == self._registry_seen:
                 return
             self._decoder.devices = load_devices(conn)
+            configs = load_resident_configs(conn)
             self._registry_seen = version
+        # Detector state lives on the event loop thread: hand the new settings over there.
+        self._loop.call_soon_threadsafe(self.detectors.set_residents, configs)
         log.info("registry reloaded: %d devices", len(self._decoder.devices))
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_EVERY_S)
+            await self._save_snapshot()
+
+    async def _save_snapshot(self) -> None:
+        """Detector state with everything it reflects already handed to storage."""
+        try:
+            blob = self.detectors.snapshot()
+            await asyncio.to_thread(self._write_snapshot, blob)
+        except Exception:
+            log.exception("detector state not saved")
+
+    def _write_snapshot(self, blob: bytes) -> None:
+        with connect(self.settings.database.url) as conn:
+            save_snapshot(conn, blob)
 
     async def _retention_loop(self) -> None:
         while True:

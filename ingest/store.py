@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from detectors.findings import Finding
+from detectors.nights import NightSummary
 from ingest.db import connect
+from ingest.detection import store_findings
 from ingest.protocol import Decoded
 from ingest.records import (
     DeviceEvent,
@@ -100,6 +103,7 @@ class WriteResult:
     status: int = 0
     wave: int = 0
     quarantined: int = 0
+    findings: int = 0
     failed_messages: int = 0
 
     def add(self, other: WriteResult) -> None:
@@ -149,32 +153,44 @@ class Store:
         assert self._conn is not None
         return self._conn
 
-    def write(self, messages: Sequence[Decoded], derived: Sequence[Record] = ()) -> WriteResult:
+    def write(
+        self,
+        messages: Sequence[Decoded],
+        derived: Sequence[Record] = (),
+        findings: Sequence[Finding] = (),
+        summaries: Sequence[NightSummary] = (),
+    ) -> WriteResult:
         """Store a batch in one transaction; a message the database refuses is quarantined.
 
         Connection errors propagate (the caller retries the same batch later); anything else
         the database refuses is narrowed down to the messages at fault.
         """
         try:
-            return self._write(messages, derived)
+            return self._write(messages, derived, findings, summaries)
         except psycopg.OperationalError:
             raise
         except psycopg.Error:
             log.exception("batch of %d messages refused; writing one by one", len(messages))
             self.connection.rollback()
-        result = self._write((), derived)
+        result = self._write((), derived, findings, summaries)
         for message in messages:
             try:
-                result.add(self._write((message,), ()))
+                result.add(self._write((message,)))
             except psycopg.OperationalError:
                 raise
             except psycopg.Error as exc:
                 self.connection.rollback()
-                result.add(self._write((_refused(message, exc),), ()))
+                result.add(self._write((_refused(message, exc),)))
                 result.failed_messages += 1
         return result
 
-    def _write(self, messages: Iterable[Decoded], derived: Sequence[Record]) -> WriteResult:
+    def _write(
+        self,
+        messages: Iterable[Decoded],
+        derived: Sequence[Record] = (),
+        findings: Sequence[Finding] = (),
+        summaries: Sequence[NightSummary] = (),
+    ) -> WriteResult:
         rows = _collect(messages, derived, self._keep_wave)
         conn = self.connection
         result = WriteResult()
@@ -199,6 +215,8 @@ class Store:
                 result.quarantined = len(rows.quarantine)
             health = [(d, *v) for d, v in rows.health.items()]
             self._copy_insert(cur, "stage_health", health, UPSERT_HEALTH)
+            store_findings(cur, findings, summaries)
+            result.findings = len(findings)
         return result
 
     @staticmethod

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 
 import psycopg
 
+from detectors.findings import Finding
 from ingest.db import migrate
 from ingest.registry import parse_site, store_site
 from ingest.service import Service
@@ -172,3 +174,32 @@ def test_retained_last_will_is_not_stored_again_after_restart(
     cleaner = Device(broker_url, "band-0001", prefix, will=False)
     cleaner.send("status", b"", retain=True)
     cleaner.close()
+
+
+def test_findings_flow_to_storage_and_components_and_state_is_checkpointed(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    seen: list[str] = []
+
+    class Recorder:
+        name = "recorder"
+
+        def on_finding(self, finding: Finding) -> None:
+            seen.append(finding.kind)
+
+        async def run(self, service: Service) -> None:
+            await asyncio.Event().wait()
+
+    settings = prepare(database_url, broker_url, prefix).settings
+    service = Service(settings, components=[Recorder()])
+    with ServiceThread(service):
+        band = Device(broker_url, "band-0001", prefix)
+        band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))
+        band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))  # a resend
+        wait_until(lambda: count(database_url, "findings") >= 1)
+        band.close()
+    assert seen == ["sos"]
+    assert query(database_url, "SELECT resident_id, device_id, kind, severity FROM findings") == [
+        ("r-0001", "band-0001", "sos", "critical")
+    ]
+    assert count(database_url, "detector_state") == 1

@@ -1,0 +1,101 @@
+"""The service's side of detection: resident settings from the registry, findings to storage."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+
+from detectors.findings import Finding
+from detectors.nights import NightSummary
+from detectors.settings import ResidentConfig, parse_detector_settings
+from ingest.records import DeviceId, DeviceKind, ResidentId, ms_to_datetime
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_ID = "service"
+
+INSERT_FINDING = """
+INSERT INTO findings (resident_id, device_id, kind, severity, at, started_at, cleared, evidence)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""
+
+
+def load_resident_configs(
+    conn: psycopg.Connection[tuple[object, ...]],
+) -> dict[ResidentId, ResidentConfig]:
+    """Every active resident with devices, with their detector settings from the site file."""
+    rows = conn.execute(
+        "SELECT r.id, r.timezone, r.detector_settings, d.id, d.kind"
+        " FROM residents r JOIN devices d ON d.resident_id = r.id AND d.active"
+        " WHERE r.active ORDER BY r.id"
+    ).fetchall()
+    devices: dict[str, dict[DeviceId, DeviceKind]] = {}
+    meta: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for rid, tz, settings, device_id, kind in rows:
+        devices.setdefault(str(rid), {})[DeviceId(str(device_id))] = DeviceKind(str(kind))
+        meta[str(rid)] = (str(tz), settings if isinstance(settings, dict) else {})
+    configs: dict[ResidentId, ResidentConfig] = {}
+    for rid, (tz, settings) in meta.items():
+        try:
+            configs[ResidentId(rid)] = ResidentConfig(
+                ResidentId(rid), tz, devices[rid], parse_detector_settings(settings)
+            )
+        except ValueError as exc:
+            # The site loader checks these; a row edited by hand may still be wrong.
+            log.error("resident %s not watched: %s", rid, exc)
+    return configs
+
+
+def finding_row(f: Finding) -> tuple[object, ...]:
+    return (
+        f.resident_id,
+        f.device_id,
+        f.kind.value,
+        f.severity.value,
+        ms_to_datetime(f.at_ms),
+        ms_to_datetime(f.started_ms),
+        f.cleared,
+        json.dumps(dict(f.evidence), default=str),
+    )
+
+
+def store_findings(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    findings: Sequence[Finding],
+    summaries: Sequence[NightSummary],
+) -> None:
+    if findings:
+        cur.executemany(INSERT_FINDING, [finding_row(f) for f in findings])
+    for summary in summaries:
+        row = summary.to_row()
+        columns = list(row)
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in columns if c not in ("resident_id", "night")
+        )
+        cur.execute(
+            f"INSERT INTO night_summaries ({', '.join(columns)})"
+            f" VALUES ({', '.join(['%s'] * len(columns))})"
+            f" ON CONFLICT (resident_id, night) DO UPDATE SET {updates}, computed_at = now()",
+            list(row.values()),
+        )
+
+
+def load_snapshot(conn: psycopg.Connection[tuple[object, ...]]) -> bytes | None:
+    row = conn.execute("SELECT state FROM detector_state WHERE id = %s", (SNAPSHOT_ID,)).fetchone()
+    if row is None:
+        return None
+    state = row[0]
+    assert isinstance(state, bytes | memoryview)
+    return bytes(state)
+
+
+def save_snapshot(conn: psycopg.Connection[tuple[object, ...]], blob: bytes) -> None:
+    conn.execute(
+        "INSERT INTO detector_state (id, state, updated_at) VALUES (%s, %s, now())"
+        " ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = now()",
+        (SNAPSHOT_ID, blob),
+    )
+    conn.commit()
