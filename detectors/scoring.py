@@ -31,16 +31,15 @@ def finding_to_json(f: Finding) -> dict[str, Any]:
 
 
 def window_ms(kind: str, params: Mapping[str, Any], s: DetectorSettings) -> float:
-    """The persistence window of `kind` as the scenario exercises it (ramps included)."""
-    ramp = float(params.get("ramp_s", 0) or 0) * 1000
+    """The persistence window of `kind` as the scenario exercises it."""
     if kind == FindingKind.HEART_RATE:
         bpm = float(params.get("hr_bpm", 0))
         slow = s.hr_low_bpm < bpm < s.hr_high_bpm
-        return ramp + 1000 * (s.hr_elevated_window_s if slow else s.hr_high_window_s)
+        return 1000.0 * (s.hr_elevated_window_s if slow else s.hr_high_window_s)
     if kind == FindingKind.BREATHING_RATE:
         rate = float(params.get("rr_bpm", 0))
         slow = s.rr_low_per_min < rate < s.rr_high_per_min
-        return ramp + 1000 * (s.rr_elevated_window_s if slow else s.rr_high_window_s)
+        return 1000.0 * (s.rr_elevated_window_s if slow else s.rr_high_window_s)
     fixed = {
         FindingKind.VITALS_ABSENT: s.vitals_absent_window_s,
         FindingKind.BED_EXIT_NO_RETURN: s.exit_return_window_s,
@@ -53,7 +52,7 @@ def window_ms(kind: str, params: Mapping[str, Any], s: DetectorSettings) -> floa
     }
     if kind in (FindingKind.APNEA_INDEX, FindingKind.SLEEP_CHANGE):
         return SUMMARY_WINDOW_MS
-    return ramp + 1000 * fixed.get(FindingKind(kind), 0.0)
+    return 1000 * fixed.get(FindingKind(kind), 0.0)
 
 
 @dataclass(slots=True)

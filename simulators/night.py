@@ -28,7 +28,7 @@ from simulators.faults import FaultKind, Message, redeliver
 from simulators.ground_truth import NightTruth, Truth
 from simulators.physiology import ResidentProfile, make_profile
 from simulators.scenarios import Role, ScenarioSpec
-from simulators.script import Script, build_script
+from simulators.script import Script, build_script, finalise
 from simulators.site import Devices
 from simulators.sleep import NightPlan, night_date_of, plan_night
 from simulators.streams import BAND_DRAIN_PCT_H, STEPS_PER_S_UP, device_stream
@@ -228,6 +228,7 @@ def make_night(
         key = [seed, devices.index, night_date.toordinal(), 5]
         script = build_script(specs, plan, devices, key, options.keepalive_s)
         plan = plan_night(profile, night_date, seed, script.constraints)
+        script = finalise(script, plan)
     start = plan.ms(plan.bedtime_s - BED_MARGIN_S) if start_ms is None else start_ms
     end = plan.ms(plan.rise_s + BED_MARGIN_S) if end_ms is None else end_ms
     if end <= start:

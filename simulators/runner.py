@@ -176,6 +176,9 @@ def _drive(
     barrier.wait()
     while loop.clock.now_ms() < end_ms and not stop.is_set():
         loop.step(until_ms=end_ms)
+    if not stop.is_set():
+        # A loop running behind may pass end_ms with messages of the window still due: send them.
+        loop.step(until_ms=end_ms, max_wait_s=0)
     deadline = time.monotonic() + config.drain_timeout_s
     while loop.stats.acked < loop.stats.published and time.monotonic() < deadline:
         loop.step(until_ms=end_ms)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,12 @@ PAUSE_ALARM_S = 30
 VITALS_ABSENT_S = 60
 IMMOBILE_S = 2 * 3600
 SILENT_S = {Role.MATTRESS: 5 * 60, Role.WRISTBAND: 30 * 60}
+
+
+# A pause of D seconds shows as rr = 0 for its last D - 10 s (the pad's 10 s window), so only
+# pauses longer than 10 s are visible in telemetry and can count into the apnea index.
+VISIBLE_PAUSE_S = 11
+APNEA_INDEX_PER_H = 15  # AASM moderate
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,18 +215,26 @@ def _apnea_night(b: _Builder, spec: ScenarioSpec, at: int) -> None:
                 expect,
                 {"duration_s": length, "rr_zero_s": max(length - 10, 0), "part_of": "apnea_night"},
             )
-            count += 1 if length >= 10 else 0
+            count += 1 if length >= VISIBLE_PAUSE_S else 0
         t += length + max(int(b.rng.exponential(3600 / per_hour)), 20)
-    index = count / max(p.in_bed_s() / 3600, 1.0)
-    expect = [Expect.APNEA_INDEX] if index >= 15 else []
-    b.record(
-        spec,
-        Role.MATTRESS,
-        start,
-        end,
-        expect,
-        {**spec.params, "pauses": count, "index_per_h": round(index, 1)},
-    )
+    # The index, and so whether apnea_index is expected, is settled by finalise() once the
+    # night's final time in bed is known: the scenarios above lengthen it.
+    b.record(spec, Role.MATTRESS, start, end, [], {**spec.params, "pauses": count})
+
+
+def finalise(script: Script, plan: NightPlan) -> Script:
+    """Truth that depends on the final night plan: the apnea index needs the time in bed."""
+    hours = max(plan.in_bed_s() / 3600, 1.0)
+    truth = []
+    for line in script.truth:
+        if line.scenario != ScenarioKind.APNEA_NIGHT:
+            truth.append(line)
+            continue
+        index = int(line.params["pauses"]) / hours
+        expect = (Expect.APNEA_INDEX,) if index >= APNEA_INDEX_PER_H else ()
+        params = {**line.params, "index_per_h": round(index, 2)}
+        truth.append(replace(line, expect=expect, params=params))
+    return replace(script, truth=tuple(truth))
 
 
 def _hr_expect(bpm: float, sustained_s: int) -> list[Expect]:
@@ -263,8 +277,9 @@ def _target(b: _Builder, spec: ScenarioSpec, at: int) -> None:
     )
     b.lie_still(at, at + length)
     b.effects.append(Effect(effect, at, at + length, float(value), ramp))
-    # Full strength between the ramps; that plateau is what a detector can count on.
-    b.record(spec, role, at, at + length, expect(float(value), length - 2 * ramp))
+    # The condition is the full-strength plateau between the ramps: that is when it truly
+    # begins and ends, and what a detector can count on.
+    b.record(spec, role, at + ramp, at + length - ramp, expect(float(value), length - 2 * ramp))
 
 
 def _immobile(b: _Builder, spec: ScenarioSpec, at: int) -> None:
