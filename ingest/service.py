@@ -325,7 +325,9 @@ class Service:
 
 async def run_service(settings: Settings) -> int:
     """`bedwatch run`: the service until SIGTERM or SIGINT; 0 after a clean stop."""
-    service = Service(settings)
+    from alerts.component import AlertsComponent
+
+    service = Service(settings, components=[AlertsComponent(settings)])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stop)

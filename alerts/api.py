@@ -1,0 +1,124 @@
+"""The acknowledge API: token-authenticated JSON for apps, and the signed links in messages."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from alerts.engine import Decision, Engine, Outcome
+from alerts.links import LinkError, Links
+from alerts.model import AlertId, ContactId, Via
+
+log = logging.getLogger(__name__)
+
+AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
+STATUS = {
+    Outcome.DONE: 200,
+    Outcome.ALREADY: 200,
+    Outcome.RESOLVED: 409,
+    Outcome.UNKNOWN: 404,
+    Outcome.FORBIDDEN: 403,
+}
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def contact_for_token(pool: AsyncConnectionPool[AsyncConn], token: str) -> ContactId | None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT contact_id FROM contact_tokens WHERE token_sha256 = %s AND revoked_at IS NULL",
+            (token_digest(token),),
+        )
+        row = await cur.fetchone()
+    return None if row is None else ContactId(row[0])
+
+
+def make_app(engine: Engine, links: Links, pool: AsyncConnectionPool[AsyncConn]) -> Starlette:
+    async def act(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        contact = await contact_for_token(pool, token) if scheme.lower() == "bearer" else None
+        if contact is None:
+            return JSONResponse({"error": "a valid contact token is required"}, 401)
+        try:
+            alert_id = AlertId(int(request.path_params["alert_id"]))
+        except ValueError:
+            return JSONResponse({"error": "alert id must be a number"}, 404)
+        action = request.path_params["action"]
+        decision = await _do(engine, action, alert_id, contact, Via.API)
+        return _json(decision, alert_id, action, contact)
+
+    async def link_page(request: Request) -> Response:
+        try:
+            claim = links.verify(request.path_params["token"], engine.clock())
+        except LinkError as exc:
+            return HTMLResponse(_page(str(exc), ""), 403)
+        if request.method == "GET":
+            # A page with buttons rather than an ack on GET: link previews must not acknowledge.
+            return HTMLResponse(_page(f"Alert {claim.alert_id}", _buttons()))
+        form = parse_qs((await request.body()).decode(errors="replace"))
+        action = form.get("action", ["ack"])[0]
+        if action not in ("ack", "resolve"):
+            return HTMLResponse(_page("unknown action", ""), 400)
+        decision = await _do(engine, action, claim.alert_id, claim.contact_id, Via.LINK)
+        text = f"{action}: {decision.outcome.value} / 已{_ZH[action]}"
+        return HTMLResponse(_page(text, ""), STATUS[decision.outcome])
+
+    return Starlette(
+        routes=[
+            Route("/api/v1/alerts/{alert_id}/{action:str}", act, methods=["POST"]),
+            Route("/a/{token}", link_page, methods=["GET", "POST"]),
+        ]
+    )
+
+
+_ZH = {"ack": "确认", "resolve": "处理"}
+
+
+async def _do(
+    engine: Engine, action: str, alert_id: AlertId, contact: ContactId, via: Via
+) -> Decision:
+    if action == "ack":
+        return await engine.acknowledge(alert_id, contact, via)
+    if action == "resolve":
+        return await engine.resolve(alert_id, contact, via)
+    return Decision(Outcome.UNKNOWN)
+
+
+def _json(decision: Decision, alert_id: AlertId, action: str, contact: ContactId) -> Response:
+    body: dict[str, object] = {
+        "alert": alert_id,
+        "action": action,
+        "outcome": decision.outcome.value,
+        "by": contact,
+    }
+    if decision.alert is not None and decision.outcome is not Outcome.FORBIDDEN:
+        body["state_before"] = decision.alert.state.value
+    return JSONResponse(body, STATUS[decision.outcome])
+
+
+def _buttons() -> str:
+    return (
+        '<form method="post"><button name="action" value="ack">确认 Acknowledge</button> '
+        '<button name="action" value="resolve">已处理 Resolve</button></form>'
+    )
+
+
+def _page(text: str, extra: str) -> str:
+    return (
+        '<!doctype html><meta charset="utf-8"><meta name="viewport" '
+        'content="width=device-width"><title>BedWatch</title>'
+        f"<h1>{html.escape(text)}</h1>{extra}"
+    )

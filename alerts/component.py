@@ -1,0 +1,214 @@
+"""The alerts component of the service: intake, scheduler, sender and the HTTP API together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
+
+import uvicorn
+from psycopg_pool import AsyncConnectionPool
+
+from alerts import store
+from alerts.api import make_app
+from alerts.delivery import Current, Sender
+from alerts.directory import load_config, load_directory
+from alerts.engine import Engine
+from alerts.links import Links
+from alerts.model import AlertId
+from alerts.notifier import AppriseNotifier, Notifier
+from detectors.findings import Finding
+from ingest.settings import Settings
+
+if TYPE_CHECKING:
+    from ingest.service import Service
+
+log = logging.getLogger(__name__)
+
+SHARDS = 4  # findings of one resident stay in order; residents are handled side by side
+REGISTRY_EVERY_S = 5.0
+RESTART_MAX_S = 30.0
+
+
+class Alerts:
+    """The alert engine with its resources: open with `async with`, then `run()` its loops."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], int],
+        publish: Callable[[str, bytes], None] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._publish = publish
+        a = settings.alerts
+        self._notifier = notifier or AppriseNotifier(
+            timeout_s=a.delivery_timeout_s, max_parallel=a.max_parallel_deliveries
+        )
+        self.pool: AsyncConnectionPool[store.AsyncConn] = AsyncConnectionPool(
+            settings.database.url, min_size=2, max_size=4 + SHARDS, open=False
+        )
+        self.current = Current()
+        self.sender = Sender(
+            self.pool,
+            self._notifier,
+            self.current,
+            clock=clock,
+            workers=a.max_parallel_deliveries,
+        )
+        self.engine: Engine | None = None
+        self.links: Links | None = None
+
+    async def __aenter__(self) -> Engine:
+        await self.pool.open(wait=True, timeout=30)
+        async with self.pool.connection() as conn:
+            self.current.config = await load_config(conn)
+            self.current.directory = await load_directory(conn)
+            secret = await self._link_secret(conn)
+            resent = await store.interrupted(conn, self.clock())
+        if resent:
+            log.info("%d notifications cut off by the last stop are planned again", resent)
+        a = self.settings.alerts
+        self.links = Links(secret, public_url=a.public_url, ttl_s=a.link_ttl_s)
+        self.engine = Engine(
+            self.pool,
+            self.sender,
+            self.links,
+            clock=self.clock,
+            current=self.current,
+            on_sos_ack=self._sos_ack,
+        )
+        return self.engine
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.pool.close()
+
+    async def _link_secret(self, conn: store.AsyncConn) -> bytes:
+        if self.settings.alerts.link_secret:
+            return self.settings.alerts.link_secret.encode()
+        await conn.execute(
+            "INSERT INTO alert_keys (name, secret) VALUES ('links', %s) ON CONFLICT DO NOTHING",
+            (secrets.token_bytes(32),),
+        )
+        cur = await conn.execute("SELECT secret FROM alert_keys WHERE name = 'links'")
+        row = await cur.fetchone()
+        assert row is not None
+        return bytes(row[0])
+
+    def _sos_ack(self, device_id: str, alert_id: AlertId) -> None:
+        if self._publish is None:
+            return
+        topic = f"{self.settings.mqtt.topic_prefix}/{device_id}/cmd"
+        payload = {"type": "sos_ack", "alert": str(alert_id), "ts": self.clock()}
+        self._publish(topic, json.dumps(payload).encode())
+        log.info("sos_ack for alert %s sent to %s", alert_id, device_id)
+
+    async def reload(self) -> None:
+        async with self.pool.connection() as conn:
+            self.current.config = await load_config(conn)
+            self.current.directory = await load_directory(conn)
+
+    async def scheduler_loop(self) -> None:
+        assert self.engine is not None
+        while True:
+            try:
+                await self.engine.run_due()
+            except Exception:
+                log.exception("alert scheduler step failed")
+            await asyncio.sleep(self.settings.alerts.scheduler_interval_s)
+
+    async def registry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REGISTRY_EVERY_S)
+            try:
+                await self.reload()
+            except Exception as exc:
+                log.warning("alert routing not reloaded: %s", exc)
+
+    async def http_loop(self) -> None:
+        assert self.engine is not None
+        assert self.links is not None
+        host, _, port = self.settings.http.addr.rpartition(":")
+        config = uvicorn.Config(
+            make_app(self.engine, self.links, self.pool),
+            host=host,
+            port=int(port),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+        server = _QuietServer(config)
+        task = asyncio.ensure_future(server.serve())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            server.should_exit = True  # close the sockets and finish open requests
+            await task
+            raise
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn without its signal handlers: the service owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class AlertsComponent:
+    """`Component` for `ingest.service.Service`: findings in, people told, acks handled."""
+
+    name = "alerts"
+
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self._notifier = notifier
+        self._shards: list[asyncio.Queue[Finding]] = [asyncio.Queue() for _ in range(SHARDS)]
+        self.alerts: Alerts | None = None
+        self.ready = asyncio.Event()
+
+    def on_finding(self, finding: Finding) -> None:
+        self._shards[hash(finding.resident_id) % SHARDS].put_nowait(finding)
+
+    async def run(self, service: Service) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._run(service)
+            except Exception:
+                log.exception("alerts stopped; starting again in %.0f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _run(self, service: Service) -> None:
+        alerts = self.alerts = Alerts(
+            self.settings, clock=service.clock, publish=service.publish, notifier=self._notifier
+        )
+        async with alerts as engine, asyncio.TaskGroup() as tasks:
+            tasks.create_task(alerts.sender.run(), name="send_loops")
+            for i, shard in enumerate(self._shards):
+                tasks.create_task(self._intake_loop(engine, shard), name=f"alert_intake_{i}")
+            tasks.create_task(alerts.scheduler_loop(), name="alert_scheduler_loop")
+            tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
+            if self.settings.alerts.serve_http:
+                tasks.create_task(alerts.http_loop(), name="alert_http_loop")
+            self.ready.set()
+            log.info("alerts running: %d contacts", len(alerts.current.directory.contacts))
+
+    async def _intake_loop(self, engine: Engine, shard: asyncio.Queue[Finding]) -> None:
+        while True:
+            finding = await shard.get()
+            try:
+                await engine.handle(finding)
+            except Exception:
+                # Put back for the next attempt: a lost SOS is the failure that matters most.
+                log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)
+                shard.put_nowait(finding)
+                await asyncio.sleep(1.0)

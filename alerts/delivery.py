@@ -1,0 +1,167 @@
+"""The sender: outbox rows to the notifier, results recorded, retries, fallbacks, exhaustion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from psycopg_pool import AsyncConnectionPool
+
+from alerts import store
+from alerts.config import AlertConfig, default_config
+from alerts.directory import Directory
+from alerts.model import AlertId, Outgoing, Reason, Result, Via
+from alerts.notifier import Delivery, Notifier, redact
+from alerts.routing import backoff_s
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Current:
+    """The routing facts in force; replaced whole when the registry changes."""
+
+    config: AlertConfig = field(default_factory=default_config)
+    directory: Directory = field(default_factory=Directory)
+
+
+class Sender:
+    """A fixed set of workers, so one hanging channel holds one worker, never the others."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[store.AsyncConn],
+        notifier: Notifier,
+        current: Current,
+        *,
+        clock: Callable[[], int],
+        workers: int,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._pool = pool
+        self._notifier = notifier
+        self._current = current
+        self._clock = clock
+        self._workers = workers
+        self._rng = rng or random.Random()
+        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self.delivered = 0
+        self.failed = 0
+
+    def submit(self, rows: Iterable[Outgoing]) -> None:
+        # Critical first: with every worker busy, an SOS is the next thing sent.
+        for row in sorted(rows, key=lambda r: not r.critical):
+            self._queue.put_nowait(row)
+
+    async def idle(self) -> None:
+        """Until every submitted row has been tried and recorded (for tests and draining)."""
+        await self._queue.join()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            for i in range(self._workers):
+                tasks.create_task(self._send_loop(), name=f"send_loop_{i}")
+
+    async def _send_loop(self) -> None:
+        while True:
+            row = await self._queue.get()
+            try:
+                await self._send(row)
+            except Exception:
+                # The result is not recorded: the row stays 'sending' and is resent after a restart.
+                log.exception("notification %s: result not recorded", row.id)
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, row: Outgoing) -> None:
+        contact = self._current.directory.contacts.get(row.contact_id)
+        if contact is None or row.channel_index >= len(contact.channels):
+            delivery = Delivery(False, 0.0, "contact or channel no longer in the registry", False)
+        else:
+            delivery = await self._notifier.send(
+                contact.channels[row.channel_index], row.title, row.body
+            )
+        if delivery.ok:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            log.warning("notification %s to %s failed: %s", row.id, row.contact_id, delivery.error)
+        async with self._pool.connection() as conn, conn.transaction():
+            await store.record_result(
+                conn,
+                row.id,
+                Result.DELIVERED if delivery.ok else Result.FAILED,
+                error=delivery.error,
+                retryable=None if delivery.ok else delivery.retryable,
+                duration_ms=delivery.duration_ms,
+            )
+            if not delivery.ok:
+                await self._after_failure(conn, row, delivery)
+
+    async def _after_failure(self, conn: store.AsyncConn, row: Outgoing, d: Delivery) -> None:
+        now = self._clock()
+        facts = await store.row_for_retry(conn, row.id)
+        if facts["alert_id"] is not None and facts["state"] != "open":
+            return  # acknowledged or resolved meanwhile: nothing more to send
+        policy = self._current.config.retry
+        contact = self._current.directory.contacts.get(row.contact_id)
+        channels = contact.channels if contact else ()
+        if d.retryable and row.attempt < policy.attempts_per_channel and channels:
+            due = now + int(backoff_s(policy, row.attempt, self._rng) * 1000)
+            await self._again(
+                conn, facts, row.channel_index, row.attempt + 1, Reason.RETRY, channels, now, due
+            )
+        elif row.channel_index + 1 < len(channels):
+            await self._again(
+                conn, facts, row.channel_index + 1, 1, Reason.FALLBACK, channels, now, now
+            )
+        elif row.alert_id is not None:
+            await self._exhausted(conn, row.alert_id, row, now)
+
+    async def _again(
+        self,
+        conn: store.AsyncConn,
+        facts: dict[str, object],
+        channel_index: int,
+        attempt: int,
+        reason: Reason,
+        channels: tuple[str, ...],
+        now: int,
+        due: int,
+    ) -> None:
+        planned = store.Planned(
+            facts["alert_id"],  # type: ignore[arg-type]
+            facts["digest_id"],  # type: ignore[arg-type]
+            facts["contact_id"],  # type: ignore[arg-type]
+            int(facts["tier"]),  # type: ignore[call-overload]
+            channel_index,
+            redact(channels[channel_index]),
+            attempt,
+            reason,
+            str(facts["title"]),
+            str(facts["body"]),
+            bool(facts["critical"]),
+        )
+        await store.enqueue(conn, [planned], now, due, claim=False)
+
+    async def _exhausted(
+        self, conn: store.AsyncConn, alert_id: AlertId, row: Outgoing, now: int
+    ) -> None:
+        await store.audit(
+            conn,
+            alert_id,
+            now,
+            "system",
+            "contact unreachable",
+            Via.SYSTEM,
+            {"contact": row.contact_id},
+        )
+        if row.critical and await store.unreached(conn, alert_id):
+            # A critical alert that reached nobody goes up the ladder now, not at the deadline.
+            await conn.execute(
+                "UPDATE alerts SET next_action_at = %s WHERE id = %s AND state = 'open'",
+                (store.ts(now), alert_id),
+            )

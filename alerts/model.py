@@ -1,0 +1,101 @@
+"""Value types of the alert engine: ids, states, alerts, contacts and routing facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import NewType
+
+from detectors.findings import FindingKind, Severity
+from ingest.records import ResidentId
+
+AlertId = NewType("AlertId", int)
+ContactId = NewType("ContactId", str)
+NotificationId = NewType("NotificationId", int)
+
+
+class AlertState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Result(StrEnum):
+    """What became of one delivery attempt."""
+
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Reason(StrEnum):
+    """Why a notification is (re)sent: the notification log's own words."""
+
+    OPENED = "opened"
+    RELEASED = "released after quiet hours"
+    ESCALATED = "escalated: no ack in time"
+    ESCALATED_UNREACHED = "escalated: nobody reached"
+    SEVERITY_RAISED = "severity raised"
+    REMINDER = "reminder: not acknowledged"
+    RETRY = "retry"
+    FALLBACK = "fallback: previous channel kept failing"
+    INTERRUPTED = "resent: interrupted by a restart"
+    DIGEST = "daily digest"
+
+
+class Via(StrEnum):
+    API = "api"
+    LINK = "link"
+    SYSTEM = "system"
+    CLI = "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: ContactId
+    name: str
+    role: str
+    language: str
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Resident:
+    id: ResidentId
+    name: str
+    room: str
+    timezone: str
+    team: tuple[ContactId, ...]  # care_team order
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """The fields of an alert row that messages and decisions need."""
+
+    id: AlertId
+    resident_id: ResidentId
+    kind: FindingKind
+    severity: Severity
+    state: AlertState
+    opened_ms: int
+    started_ms: int
+    count: int
+    device_id: str | None
+    evidence: dict[str, object]
+    tier: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A claimed outbox row, ready to hand to the notifier."""
+
+    id: NotificationId
+    alert_id: AlertId | None
+    contact_id: ContactId
+    channel_index: int
+    attempt: int
+    title: str
+    body: str
+    critical: bool

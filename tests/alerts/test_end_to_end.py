@@ -1,0 +1,103 @@
+"""Through the real broker and service: an SOS press reaches a person; an ack reaches the band."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import paho.mqtt.client as paho
+import psycopg
+
+from alerts.component import AlertsComponent
+from alerts.tokens import issue_token
+from ingest.db import migrate
+from ingest.registry import parse_site, store_site
+from ingest.service import Service
+from tests.alerts.harness import contact, site
+from tests.alerts.receivers import HttpReceiver
+from tests.support import Device, ServiceThread, free_port, query, settings_for, wait_until
+
+
+def post(url: str, *, token: str | None = None, form: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = form.encode() if form is not None else b""
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode()
+
+
+def test_sos_press_to_receiver_then_api_ack_to_wristband(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    port = free_port()
+    with HttpReceiver() as http:
+        text = site(
+            [
+                contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+                contact("c-other", "care_staff", [http.url("ok", "other")]),
+            ],
+            ["c-zhang"],
+        )
+        settings = settings_for(database_url, broker_url, prefix)
+        settings = settings.replace("http", addr=f"127.0.0.1:{port}")
+        settings = settings.replace("alerts", public_url=f"http://127.0.0.1:{port}")
+        migrate(settings)
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            store_site(conn, parse_site(text))
+            token = issue_token(conn, "c-zhang")
+            stranger = issue_token(conn, "c-other")
+        component = AlertsComponent(settings)
+        service = Service(settings, components=[component])
+        with ServiceThread(service):
+            wait_until(component.ready.is_set, 20)
+            band = Device(broker_url, "band-0101", prefix)
+            commands: list[dict[str, Any]] = []
+
+            def on_message(client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+                commands.append(json.loads(message.payload))
+
+            band.client.on_message = on_message
+            band.client.subscribe(band.topic("cmd"), qos=1)
+            time.sleep(0.2)
+            pressed = time.perf_counter()
+            now = int(time.time() * 1000)
+            band.send("event", json.dumps({"seq": 1, "ts": now, "type": "sos"}))
+            wait_until(lambda: http.got("zhang"), 10, 0.01)
+            assert http.arrival_s["zhang"][0] - pressed < 5.0
+            [(alert_id,)] = query(database_url, "SELECT id FROM alerts")
+            api = f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}"
+            assert post(f"{api}/ack", token="wrong")[0] == 401
+            assert post(f"{api}/ack", token=stranger)[0] == 403
+            status, body = post(f"{api}/ack", token=token)
+            assert (status, body["outcome"], body["by"]) == (200, "done", "c-zhang")
+            wait_until(lambda: commands, 10)
+            assert commands[0]["type"] == "sos_ack"
+            assert commands[0]["alert"] == str(alert_id)
+            # The link in the message: a page with buttons, then an ack that was already made.
+            link = re.search(r"http://\S+/a/\S+", http.got("zhang")[0]["message"])
+            assert link is not None
+            with urllib.request.urlopen(link.group(0), timeout=10) as page:
+                assert "Acknowledge" in page.read().decode()
+            status, _ = post(link.group(0), form="action=resolve")
+            assert status == 200
+            assert post(link.group(0)[:-3] + "AAA", form="action=ack")[0] == 403
+            band.close()
+    assert query(database_url, "SELECT state, acked_by, resolved_by FROM alerts") == [
+        ("resolved", "c-zhang", "c-zhang")
+    ]
+    assert query(database_url, "SELECT actor, action, via FROM alert_audit ORDER BY id") == [
+        ("system", "opened", "system"),
+        ("c-zhang", "acknowledged", "api"),
+        ("c-zhang", "resolved", "link"),
+    ]

@@ -1,0 +1,325 @@
+"""Routing, escalation, acks, retries and fallbacks, against real SMTP and HTTP receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from alerts.model import AlertId, ContactId, Via
+from detectors.findings import FindingKind, Severity
+from tests.alerts.harness import (
+    DAY_MS,
+    FakeClock,
+    contact,
+    finding,
+    prepare,
+    running,
+    site,
+    sos,
+    step,
+)
+from tests.alerts.receivers import HttpReceiver, SmtpReceiver
+from tests.support import query
+
+TEAM = ["c-zhang", "f-wang", "d-li", "e-centre"]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    with SmtpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as receiver:
+        yield receiver
+
+
+def standard_site(http: HttpReceiver, smtp: SmtpReceiver, alerts_toml: str = "") -> str:
+    return site(
+        [
+            contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+            contact("f-wang", "family", [smtp.url("wang@example.org")], language="en"),
+            contact("d-li", "family_doctor", [http.url("ok", "li")]),
+            contact("e-centre", "emergency", [http.url("ok", "centre")]),
+        ],
+        TEAM,
+        alerts_toml,
+    )
+
+
+def test_sos_reaches_tier_one_at_once_in_each_language(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS - 30_000, presses=2))
+            await alerts.sender.idle()
+
+    asyncio.run(scenario())
+    [zh] = http.got("zhang")
+    assert zh["title"] == "【紧急】王阿婆 SOS 呼救"
+    assert "哪里：新虹 3-1-201" in zh["message"]
+    assert "按键 2 次" in zh["message"]
+    assert "http://127.0.0.1:8080/a/" in zh["message"]
+    [mail] = smtp.to("wang@example.org")
+    assert mail.subject == "[CRITICAL] 王阿婆 SOS call"
+    assert "Where: 新虹 3-1-201" in mail.body
+    assert "Since: 11-26 09:59 (0 min ago)" in mail.body
+    assert http.got("li") == []  # the doctor is tier 2
+    assert http.got("centre") == []
+    rows = query(
+        database_url,
+        "SELECT contact_id, attempt, result, reason FROM notifications ORDER BY contact_id",
+    )
+    assert rows == [("c-zhang", 1, "delivered", "opened"), ("f-wang", 1, "delivered", "opened")]
+
+
+def test_no_ack_escalates_by_the_ladder_with_reminders(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            clock.advance(119)
+            await step(alerts, engine)
+            assert http.got("li") == []
+            clock.advance(1)
+            await step(alerts, engine)
+            assert len(http.got("li")) == 1  # tier 2 at 2 min
+            await step(alerts, engine)
+            clock.advance(120)  # 4 min: a reminder to everyone told so far
+            await step(alerts, engine)
+            clock.advance(60)  # 5 min: the emergency contact
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    assert len(http.got("centre")) == 1
+    assert len(http.got("li")) == 2  # escalation, then the reminder
+    assert "（提醒）" in http.got("li")[1]["title"]
+    assert len(http.got("zhang")) == 2
+    assert len(smtp.to("wang@example.org")) == 2
+    reasons = query(
+        database_url, "SELECT reason, count(*) FROM notifications GROUP BY 1 ORDER BY 1"
+    )
+    assert reasons == [
+        ("escalated: no ack in time", 2),
+        ("opened", 2),
+        ("reminder: not acknowledged", 3),
+    ]
+
+
+def test_ack_stops_escalation_reminders_and_retries(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    text = site(
+        [
+            contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+            contact("f-wang", "family", [http.url("fail", "wang")]),
+            contact("d-li", "family_doctor", [http.url("ok", "li")]),
+        ],
+        ["c-zhang", "f-wang", "d-li"],
+    )
+    settings = prepare(database_url, text)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            alert = await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            assert alert is not None
+            decision = await engine.acknowledge(alert, ContactId("c-zhang"), Via.API)
+            assert decision.outcome == "done"
+            again = await engine.acknowledge(alert, ContactId("d-li"), Via.API)
+            assert again.outcome == "already"
+            for _ in range(10):
+                clock.advance(60)
+                await step(alerts, engine)
+
+    asyncio.run(scenario())
+    assert len(http.got("zhang")) == 1
+    assert http.got("li") == []
+    assert http.failures == {"wang": 1}  # its retry was cancelled by the ack
+    assert query(database_url, "SELECT state, acked_by, next_action_at FROM alerts") == [
+        ("acknowledged", "c-zhang", None)
+    ]
+    assert query(database_url, "SELECT count(*) FROM notifications WHERE result = 'cancelled'") == [
+        (1,)
+    ]
+    audit = query(database_url, "SELECT actor, action, via FROM alert_audit ORDER BY id")
+    assert audit == [("system", "opened", "system"), ("c-zhang", "acknowledged", "api")]
+
+
+def test_a_channel_failing_three_times_falls_back_to_the_next(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    text = site(
+        [contact("c-zhang", "care_staff", [http.url("fail", "zhang"), smtp.url("z@example.org")])],
+        ["c-zhang"],
+    )
+    settings = prepare(database_url, text)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=140))
+            await alerts.sender.idle()
+            for _ in range(3):
+                clock.advance(60)  # past any backoff
+                await step(alerts, engine)
+
+    asyncio.run(scenario())
+    assert http.failures == {"zhang": 3}
+    [mail] = smtp.to("z@example.org")
+    assert "心率 140 次/分" in mail.body
+    rows = query(
+        database_url,
+        "SELECT channel_index, attempt, result, reason, retryable, error IS NOT NULL"
+        " FROM notifications ORDER BY id",
+    )
+    assert rows == [
+        (0, 1, "failed", "opened", True, True),
+        (0, 2, "failed", "retry", True, True),
+        (0, 3, "failed", "retry", True, True),
+        (1, 1, "delivered", "fallback: previous channel kept failing", None, False),
+    ]
+    due = query(
+        database_url,
+        "SELECT extract(epoch FROM due_at - created_at) FROM notifications WHERE reason = 'retry'",
+    )
+    assert all(0.5 <= float(d) <= 4.0 for (d,) in due)  # 2 s, then 4 s, each with jitter
+
+
+def test_a_hanging_channel_times_out_without_delaying_others(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    text = site(
+        [
+            contact("c-hang", "care_staff", [http.url("hang", "hang")]),
+            contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+        ],
+        ["c-hang", "c-zhang"],
+    )
+    settings = prepare(database_url, text, delivery_timeout_s=1.5)
+    clock = FakeClock()
+    timings: dict[str, float] = {}
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            started = time.perf_counter()
+            await engine.handle(sos(DAY_MS))
+            for _ in range(500):  # a bounded wait for the other contact's message
+                if http.got("zhang"):
+                    break
+                await asyncio.sleep(0.01)
+            timings["other"] = http.arrival_s["zhang"][0] - started
+            await alerts.sender.idle()
+            timings["hang"] = time.perf_counter() - started
+
+    asyncio.run(scenario())
+    assert timings["other"] < 1.0  # not held behind the hanging channel
+    assert 1.4 < timings["hang"] < 10
+    [(result, error, duration)] = query(
+        database_url,
+        "SELECT result, error, duration_ms FROM notifications WHERE contact_id = 'c-hang'"
+        " AND attempt = 1",
+    )
+    assert result == "failed"
+    assert "1.5 s" in error
+    assert duration >= 1400
+
+
+def test_restart_mid_escalation_resumes_where_it_was(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+
+    async def first_run() -> AlertId | None:
+        async with running(settings, clock) as (alerts, engine):
+            alert = await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            return alert
+
+    async def second_run() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await step(alerts, engine)
+            await step(alerts, engine)
+
+    alert = asyncio.run(first_run())
+    assert alert is not None
+    clock.advance(130)  # the service was down past the tier 2 deadline
+    asyncio.run(second_run())
+    assert len(http.got("li")) == 1
+    # Tier 1 is not told again: its message went out before the stop, and the reminder
+    # clock restarts with the tier 2 notice.
+    assert len(http.got("zhang")) == 1
+    assert http.got("centre") == []
+    assert query(database_url, "SELECT tier, state FROM alerts") == [(1, "open")]
+
+
+def test_a_critical_alert_that_reaches_nobody_escalates_at_once(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    text = site(
+        [
+            contact("c-zhang", "care_staff", [http.url("fail", "zhang")]),
+            contact("d-li", "family_doctor", [http.url("ok", "li")]),
+        ],
+        ["c-zhang", "d-li"],
+        "[alerts.retry]\nattempts_per_channel = 1\n",
+    )
+    settings = prepare(database_url, text)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            clock.advance(1)
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    [message] = http.got("li")
+    assert "SOS" in message["title"]
+    assert query(database_url, "SELECT reason FROM notifications WHERE contact_id = 'd-li'") == [
+        ("escalated: nobody reached",)
+    ]
+
+
+def test_quiet_hours_hold_a_low_alert_but_never_an_sos(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    night = DAY_MS + 13 * 3600_000  # 23:00 in Shanghai
+    clock = FakeClock(night)
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            low = finding(FindingKind.APNEA_INDEX, Severity.LOW, night, pauses_per_h=21.5)
+            await engine.handle(low)
+            await engine.handle(sos(night))
+            await alerts.sender.idle()
+            assert http.got("li") == []
+            assert len(http.got("zhang")) == 1
+            clock.advance(7 * 3600 + 59 * 60)  # 06:59
+            await step(alerts, engine)
+            assert [m["title"] for m in http.got("li")] == ["【紧急】王阿婆 SOS 呼救"] * 1
+            clock.advance(60)  # 07:00: quiet hours end
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    titles = [m["title"] for m in http.got("li")]
+    assert "【关注】王阿婆 夜间呼吸暂停偏多" in titles
+    assert "每小时 22 次暂停" in http.got("li")[-1]["message"]
