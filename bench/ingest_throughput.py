@@ -1,0 +1,1007 @@
+"""Benchmark: end-to-end ingest throughput and delay, against the raw broker and raw COPY rates.
+
+Everything runs on this machine: a private Mosquitto (the deployment settings of tests/support.py),
+a fresh database (dropped at the end), publisher processes and the service as `bedwatch run` in a
+process of its own. One stream of mattress telemetry (many beds, batches of samples, QoS 1) is
+generated before any timing starts and played in these phases:
+
+  A  raw broker: mosquitto_sub (QoS 1) consumes the stream as fast as the publishers send it.
+  B  service:    the same stream, flat out, into the BedWatch service: stored samples/s.
+  P  paced:      a second stream (later device time) at a fixed rate (--rate msg/s): the delay
+                 from publish to committed row at a rate the service is meant to sustain.
+  C  raw COPY:   the rows of the stream, binary COPY in batches of 10,000 (a commit each) into a
+                 fresh copy of mattress_samples (same columns, key and indexes).
+
+Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
+detection). The service process runs with one hook (Store.write wrapped, nothing else changed):
+when a batch's transaction has committed it notes, for every message in it, publish time and
+commit time. Publish time is taken when the publisher hands the packet to the socket.
+
+Publishers speak MQTT 3.1.1 over a plain socket with pre-encoded packets (only the 13-digit
+publish time is filled in at send time), QoS 1 with a window of unacknowledged messages, so that
+they cost the shared CPUs little. Each publisher carries the beds b with b % publishers == p on
+one connection: the broker's per-message work is that of a fleet, not its connection count.
+
+    uv run python bench/ingest_throughput.py [--beds 2000] [--messages 50000] [--batch 10]
+        [--publishers 4] [--rate 5000] [--paced-seconds 10] [--profile stacks.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+DAY_MS = 86_400_000
+COPY_BATCH = 10_000
+PROBE_DEVICE = "mat-0001"
+MATTRESS_TYPES = ["timestamptz", "text", "text", "float4", "float4", "int2", "int2", "int2", "text"]
+
+
+# --------------------------------------------------------------------------- stream
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """One publisher's share of a stream: message i of the stream goes to bed i % beds."""
+
+    port: int
+    prefix: str
+    beds: int
+    messages: int  # in the whole stream
+    batch: int
+    base_ms: int  # device time of the first sample of each bed
+    spacing_ms: int  # device time between two samples of a bed
+    publishers: int
+    index: int  # this publisher
+    rate: float  # messages/s for this publisher; 0 = as fast as the window allows
+    window: int  # unacknowledged QoS 1 messages at most
+
+
+def spacing_for(beds: int, messages: int, batch: int) -> int:
+    """Sample spacing (ms): 1 s (a 1 Hz pad), less if a bed's samples would span over a day."""
+    return max(1, min(1000, DAY_MS // max(1, per_bed(beds, messages, batch))))
+
+
+def per_bed(beds: int, messages: int, batch: int) -> int:
+    """Samples of the bed with the most messages."""
+    return -(-messages // beds) * batch
+
+
+def sample_json(ts: int, i: int) -> str:
+    hr, rr, move, sq = 55 + i % 30, 12 + i % 8, i % 5, 80 + i % 20
+    return f'{{"ts":{ts},"hr":{hr},"rr":{rr},"move":{move},"occ":1,"sq":{sq}}}'
+
+
+def my_messages(spec: StreamSpec) -> Iterator[tuple[int, int]]:
+    """(bed, k-th message of that bed) for this publisher's messages, in stream order."""
+    for i in range(spec.messages):
+        bed = i % spec.beds
+        if bed % spec.publishers == spec.index:
+            yield bed, i // spec.beds
+
+
+def device_id(bed: int) -> str:
+    return f"mat-{bed + 1:04d}"
+
+
+def stream_rows(spec: StreamSpec) -> list[tuple[object, ...]]:
+    """The rows the whole stream stores (as the service writes them), for the COPY phase."""
+    residents = [f"r-{bed + 1:04d}" for bed in range(spec.beds)]
+    devices = [device_id(bed) for bed in range(spec.beds)]
+    rows: list[tuple[object, ...]] = []
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for i in range(spec.messages):
+        bed, k = i % spec.beds, i // spec.beds
+        for s in range(spec.batch):
+            n = k * spec.batch + s
+            ts = spec.base_ms + n * spec.spacing_ms
+            rows.append(
+                (
+                    epoch + dt.timedelta(milliseconds=ts),
+                    devices[bed],
+                    residents[bed],
+                    float(55 + n % 30),
+                    float(12 + n % 8),
+                    n % 5,
+                    1,
+                    80 + n % 20,
+                    "device",
+                )
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- raw MQTT publisher
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        digit, n = n % 128, n // 128
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _mqtt_str(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def connect_packet(client_id: str) -> bytes:
+    # MQTT 3.1.1, clean session, keepalive 0 (no pings needed during a bounded run).
+    body = _mqtt_str("MQTT") + bytes([4, 0x02, 0, 0]) + _mqtt_str(client_id)
+    return b"\x10" + _remaining_length(len(body)) + body
+
+
+def encoded_stream(spec: StreamSpec) -> list[tuple[bytes, bytes]]:
+    """Each message as (bytes before the 13-digit publish time, bytes after it)."""
+    out: list[tuple[bytes, bytes]] = []
+    for pid0, (bed, k) in enumerate(my_messages(spec)):
+        topic = _mqtt_str(f"{spec.prefix}/{device_id(bed)}/telemetry")
+        first = k * spec.batch
+        samples = ",".join(
+            sample_json(spec.base_ms + (first + s) * spec.spacing_ms, first + s)
+            for s in range(spec.batch)
+        )
+        head = b'{"seq":'
+        tail = f',"samples":[{samples}]}}'.encode()
+        packet_id = (pid0 % 65_535 + 1).to_bytes(2, "big")
+        length = len(topic) + 2 + len(head) + 13 + len(tail)
+        prefix = b"\x32" + _remaining_length(length) + topic + packet_id + head
+        out.append((prefix, tail))
+    return out
+
+
+class AckCounter(threading.Thread):
+    """Reads PUBACKs (4 bytes each, the only packets the broker sends after CONNACK)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(daemon=True)
+        self.sock = sock
+        self.acked = 0
+        self.error: str | None = None
+        self.cond = threading.Condition()
+
+    def run(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(65_536)
+            except OSError as exc:
+                self.error = str(exc)
+                data = b""
+            if not data:
+                with self.cond:
+                    self.error = self.error or "connection closed by the broker"
+                    self.cond.notify_all()
+                return
+            buf += data
+            whole = len(buf) // 4 * 4
+            packets, buf = buf[:whole], buf[whole:]
+            if packets[::4].strip(b"\x40"):
+                with self.cond:
+                    self.error = f"unexpected packet from the broker: {packets[:8]!r}"
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.acked += whole // 4
+                self.cond.notify_all()
+
+
+def publisher_main() -> int:
+    """A publisher process: spec on stdin, `ready`, then `go`, then a JSON result line."""
+    spec = StreamSpec(**json.loads(sys.stdin.readline()))
+    stream = encoded_stream(spec)
+    sock = socket.create_connection(("127.0.0.1", spec.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(connect_packet(f"bench-pub-{spec.index}-{uuid.uuid4().hex[:6]}"))
+    connack = sock.recv(4)
+    if connack[:1] != b"\x20" or connack[3:4] != b"\x00":
+        print(json.dumps({"error": f"CONNACK {connack!r}"}), flush=True)
+        return 1
+    acks = AckCounter(sock)
+    acks.start()
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    cpu0 = os.times()
+    started = time.time()
+    chunk_max = 200 if spec.rate <= 0 else max(1, int(spec.rate * 0.005))
+    sent = 0
+    total = len(stream)
+    while sent < total:
+        if spec.rate > 0:
+            due = started + sent / spec.rate
+            pause = due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+        with acks.cond:
+            while sent - acks.acked >= spec.window and acks.error is None:
+                acks.cond.wait(1.0)
+            if acks.error is not None:
+                break
+            n = min(chunk_max, total - sent, spec.window - (sent - acks.acked))
+        stamp = str(time.time_ns() // 1_000_000).encode()
+        parts: list[bytes] = []
+        for prefix, tail in stream[sent : sent + n]:
+            parts += (prefix, stamp, tail)
+        sock.sendall(b"".join(parts))
+        sent += n
+    last_send = time.time()
+    with acks.cond:
+        deadline = time.monotonic() + 60
+        while acks.acked < sent and acks.error is None and time.monotonic() < deadline:
+            acks.cond.wait(1.0)
+    all_acked = time.time()
+    with contextlib.suppress(OSError):
+        sock.sendall(b"\xe0\x00")
+        sock.close()
+    cpu1 = os.times()
+    result = {
+        "sent": sent,
+        "acked": acks.acked,
+        "error": acks.error,
+        "last_send": last_send,
+        "all_acked": all_acked,
+        "cpu_s": (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system),
+    }
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+class Publishers:
+    """Publisher processes for one phase: generate and connect, then all start on go()."""
+
+    def __init__(self, specs: Sequence[StreamSpec]) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "_publish"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in specs
+        ]
+        for proc, spec in zip(self.procs, specs, strict=True):
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps(asdict(spec)) + "\n")
+            proc.stdin.flush()
+        for proc in self.procs:
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != "ready":
+                self.kill()
+                raise RuntimeError(f"publisher did not start: {line!r}")
+
+    def go(self) -> float:
+        started = time.time()
+        for proc in self.procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        return started
+
+    def results(self, timeout_s: float) -> list[dict[str, Any]]:
+        out = []
+        for proc in self.procs:
+            stdout, _ = proc.communicate(timeout=timeout_s)
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    def kill(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def specs_for(
+    args: argparse.Namespace, port: int, prefix: str, base_ms: int, messages: int, rate: float
+) -> list[StreamSpec]:
+    spacing = spacing_for(args.beds, messages, args.batch)
+    return [
+        StreamSpec(
+            port=port,
+            prefix=prefix,
+            beds=args.beds,
+            messages=messages,
+            batch=args.batch,
+            base_ms=base_ms,
+            spacing_ms=spacing,
+            publishers=args.publishers,
+            index=p,
+            rate=rate / args.publishers,
+            window=args.window,
+        )
+        for p in range(args.publishers)
+    ]
+
+
+# --------------------------------------------------------------------------- the service process
+
+
+def service_main() -> int:
+    """`bedwatch run` with Store.write wrapped to note commit times (see the module docstring).
+
+    Per committed batch, one line on stdout: `commit_ms messages mattress_rows findings`. At
+    exit, the (publish_ms, commit_ms) pairs go to the file named by BENCH_DELAYS_FILE.
+    """
+    from detectors.findings import Finding
+    from detectors.nights import NightSummary
+    from ingest import cli
+    from ingest.protocol import Decoded
+    from ingest.records import Record
+    from ingest.store import Store, WriteResult
+
+    original = Store.write
+    pairs = array.array("q")
+    out = sys.stdout
+
+    def write(
+        self: Store,
+        messages: Sequence[Decoded],
+        derived: Sequence[Record] = (),
+        findings: Sequence[Finding] = (),
+        summaries: Sequence[NightSummary] = (),
+    ) -> WriteResult:
+        result = original(self, messages, derived, findings, summaries)
+        now = time.time_ns() // 1_000_000
+        for m in messages:
+            if m.seq is not None:
+                pairs.append(m.seq)
+                pairs.append(now)
+        out.write(f"{now} {len(messages)} {result.mattress} {result.findings}\n")
+        out.flush()
+        return result
+
+    Store.write = write  # type: ignore[method-assign]
+    code = cli.main(["run"])
+    with open(os.environ["BENCH_DELAYS_FILE"], "wb") as f:
+        pairs.tofile(f)
+    return code
+
+
+class ServiceProcess:
+    """The service under test, in its own process; follows its commit lines on a thread."""
+
+    def __init__(self, database_url: str, broker_url: str, prefix: str, work: Path) -> None:
+        self.delays_file = work / "delays.bin"
+        self.log_file = work / "service.log"
+        env = os.environ | {
+            "BEDWATCH_DATABASE_URL": database_url,
+            "BEDWATCH_MQTT_URL": broker_url,
+            "BEDWATCH_TOPIC_PREFIX": prefix,
+            "BEDWATCH_MQTT__CLIENT_ID": f"bench-{uuid.uuid4().hex[:8]}",
+            "BEDWATCH_DATABASE__CREATE_DATABASE": "false",
+            "BENCH_DELAYS_FILE": str(self.delays_file),
+        }
+        self._log: IO[bytes] = open(self.log_file, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "_service"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self.lock = threading.Lock()
+        self.messages = 0
+        self.rows = 0
+        self.findings = 0
+        self.last_commit_ms = 0
+        self._reader = threading.Thread(target=self._follow, daemon=True)
+        self._reader.start()
+
+    def _follow(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            commit_ms, messages, rows, findings = (int(x) for x in line.split())
+            with self.lock:
+                self.messages += messages
+                self.rows += rows
+                self.findings += findings
+                self.last_commit_ms = commit_ms
+
+    def snapshot(self) -> tuple[int, int, int]:
+        with self.lock:
+            return self.messages, self.rows, self.last_commit_ms
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def stop(self) -> list[tuple[int, int]]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        self._log.close()
+        if not self.delays_file.exists():
+            return []
+        data = array.array("q")
+        data.frombytes(self.delays_file.read_bytes())
+        return list(zip(data[0::2], data[1::2], strict=True))
+
+    def log_tail(self) -> str:
+        return self.log_file.read_text(errors="replace")[-3000:]
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (and its threads), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs so far."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cores_busy_since(before: tuple[int, int]) -> float:
+    busy, total = machine_busy()
+    return (os.cpu_count() or 1) * (busy - before[0]) / max(1, total - before[1])
+
+
+def backend_pids(database_url: str) -> list[int]:
+    """The PostgreSQL backends connected to the benchmark's database (the service's)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+# --------------------------------------------------------------------------- phases
+
+
+@dataclass(slots=True)
+class Phase:
+    name: str
+    messages: int = 0
+    samples: int = 0
+    seconds: float = 0.0
+    msg_per_s: float = 0.0
+    samples_per_s: float = 0.0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    service_cpu_s: float | None = None
+    broker_cpu_s: float | None = None
+    db_cpu_s: float | None = None  # the service's PostgreSQL backends
+    cores_busy: float | None = None  # the whole machine, from /proc/stat
+    publisher_cpu_s: float | None = None
+    publish_s: float | None = None  # go -> last message handed to the socket
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(values: Sequence[int], q: float) -> float:
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def publisher_summary(phase: Phase, started: float, results: list[dict[str, Any]]) -> None:
+    errors = [r["error"] for r in results if r.get("error")]
+    if errors:
+        phase.notes.append(f"publisher errors: {errors}")
+    sent = sum(r["sent"] for r in results)
+    acked = sum(r["acked"] for r in results)
+    if acked != sent:
+        phase.notes.append(f"publishers: {acked} of {sent} acknowledged by the broker")
+    phase.publish_s = max(r["last_send"] for r in results) - started
+    phase.publisher_cpu_s = sum(r["cpu_s"] for r in results)
+
+
+def phase_broker(bench: Bench) -> Phase:
+    """A: mosquitto_sub, QoS 1, consumes the stream."""
+    args, port, prefix, broker_pid = bench.args, bench.port, bench.prefix, bench.broker_pid
+    phase = Phase("A mosquitto_sub")
+    binary = shutil.which("mosquitto_sub") or "/usr/bin/mosquitto_sub"
+    sub = subprocess.Popen(
+        [binary, "-p", str(port), "-q", "1", "-t", f"{prefix}/#", "-F", "%t"],
+        stdout=subprocess.PIPE,
+    )
+    assert sub.stdout is not None
+    fd = sub.stdout.fileno()
+    os.set_blocking(fd, False)
+    probe = connect_probe(port)
+    try:
+        # Until the subscription is live: a probe on the status channel comes back.
+        buf = b""
+        deadline = time.monotonic() + 15
+        while b"/status" not in buf:
+            if time.monotonic() > deadline:
+                raise RuntimeError("mosquitto_sub never subscribed")
+            publish_probe(probe, f"{prefix}/probe/status")
+            buf += read_for(fd, 0.2)
+        pubs = Publishers(specs_for(args, port, prefix, bench.base_b, args.messages, 0))
+        tail = buf.rsplit(b"\n", 1)[-1]
+        got = 0
+        cpu_broker = proc_cpu_s(broker_pid)
+        busy = machine_busy()
+        started = pubs.go()
+        last = started
+        deadline = time.monotonic() + args.timeout
+        while got < args.messages and time.monotonic() < deadline:
+            data = read_for(fd, 0.05)
+            if data:
+                last = time.time()
+                n, tail = count_lines(tail + data)
+                got += n
+        results = pubs.results(60)
+        publisher_summary(phase, started, results)
+        phase.broker_cpu_s = proc_cpu_s(broker_pid) - cpu_broker
+        phase.cores_busy = cores_busy_since(busy)
+        if got < args.messages:
+            phase.notes.append(f"timed out: {got} of {args.messages} messages received")
+        phase.messages = got
+        phase.samples = got * args.batch
+        phase.seconds = last - started
+    finally:
+        probe.close()
+        sub.terminate()
+        sub.wait(10)
+    phase.msg_per_s = phase.messages / phase.seconds
+    phase.samples_per_s = phase.samples / phase.seconds
+    return phase
+
+
+def count_lines(data: bytes) -> tuple[int, bytes]:
+    """Telemetry lines in data (topics, one a line), and the unfinished last line."""
+    *lines, tail = data.split(b"\n")
+    return sum(1 for line in lines if line.endswith(b"/telemetry")), tail
+
+
+def read_for(fd: int, seconds: float) -> bytes:
+    import select
+
+    ready, _, _ = select.select([fd], [], [], seconds)
+    if not ready:
+        return b""
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            data = os.read(fd, 1 << 20)
+            if not data:
+                break
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def connect_probe(port: int) -> Any:
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}"
+    )
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return _Probe(client)
+
+
+class _Probe:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def publish_probe(probe: _Probe, topic: str, payload: bytes = b"{}") -> None:
+    probe.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+
+def phase_service(
+    bench: Bench,
+    name: str,
+    service: ServiceProcess,
+    base_ms: int,
+    messages: int,
+    rate: float,
+    profile: Path | None,
+) -> tuple[Phase, float]:
+    """B or P: the service consumes a stream; returns the phase and its start (wall s)."""
+    args, broker_pid = bench.args, bench.broker_pid
+    phase = Phase(name)
+    pubs = Publishers(specs_for(args, bench.port, bench.prefix, base_ms, messages, rate))
+    _, rows0, _ = service.snapshot()
+    cpu_service = service.cpu_s()
+    cpu_broker = proc_cpu_s(broker_pid)
+    backends = backend_pids(bench.db_url)
+    cpu_db = sum(proc_cpu_s(pid) for pid in backends)
+    busy = machine_busy()
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [
+                args.py_spy,
+                "record",
+                "--format",
+                "raw",
+                "-o",
+                str(profile),
+                "--pid",
+                str(service.proc.pid),
+                "--threads",
+                "--gil",
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)
+    started = pubs.go()
+    target = rows0 + messages * args.batch
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        _, rows, _ = service.snapshot()
+        if rows >= target or service.proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    _, rows, last_ms = service.snapshot()
+    phase.service_cpu_s = service.cpu_s() - cpu_service
+    phase.broker_cpu_s = proc_cpu_s(broker_pid) - cpu_broker
+    phase.db_cpu_s = sum(proc_cpu_s(pid) for pid in backends) - cpu_db
+    phase.cores_busy = cores_busy_since(busy)
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(30)
+    publisher_summary(phase, started, pubs.results(60))
+    stored = rows - rows0
+    if stored < messages * args.batch:
+        phase.notes.append(f"timed out: {stored} of {messages * args.batch} samples stored")
+    phase.samples = stored
+    phase.messages = stored // args.batch
+    phase.seconds = last_ms / 1000 - started
+    phase.samples_per_s = phase.samples / phase.seconds
+    phase.msg_per_s = phase.messages / phase.seconds
+    return phase, started
+
+
+def add_delays(phase: Phase, pairs: list[tuple[int, int]]) -> None:
+    delays = [commit - published for published, commit in pairs]
+    if not delays:
+        phase.notes.append("no delays recorded")
+        return
+    phase.p50_ms = percentile(delays, 0.50)
+    phase.p99_ms = percentile(delays, 0.99)
+    phase.max_ms = float(max(delays))
+    if len(delays) != phase.messages:
+        phase.notes.append(f"{len(delays)} delays for {phase.messages} messages")
+
+
+def phase_copy(database_url: str, rows: list[tuple[object, ...]]) -> Phase:
+    """C: binary COPY of the stream's rows into a fresh copy of mattress_samples."""
+    import psycopg
+
+    phase = Phase("C binary COPY")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("CREATE TABLE bench_copy (LIKE mattress_samples INCLUDING ALL)")
+        conn.commit()
+        started = time.perf_counter()
+        for i in range(0, len(rows), COPY_BATCH):
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY bench_copy (time, device_id, resident_id, hr, rr, move, occ, sq, source)"
+                    " FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.set_types(MATTRESS_TYPES)
+                for row in rows[i : i + COPY_BATCH]:
+                    copy.write_row(row)
+            conn.commit()
+        phase.seconds = time.perf_counter() - started
+        stored = conn.execute("SELECT count(*) FROM bench_copy").fetchone()
+        conn.execute("DROP TABLE bench_copy")
+        conn.commit()
+    assert stored is not None
+    phase.samples = int(stored[0])
+    phase.samples_per_s = phase.samples / phase.seconds
+    return phase
+
+
+# --------------------------------------------------------------------------- main
+
+
+def site_toml(beds: int) -> str:
+    lines = []
+    for bed in range(beds):
+        n = f"{bed + 1:04d}"
+        lines += [
+            "[[residents]]",
+            f'id = "r-{n}"',
+            f'name = "bench {n}"',
+            f'devices = [{{ id = "mat-{n}", kind = "mattress" }}]',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def prepare_database(database_url: str, beds: int) -> None:
+    import psycopg
+
+    from ingest.db import migrate
+    from ingest.registry import parse_site, store_site
+    from ingest.settings import Settings
+
+    settings = Settings().replace("database", url=database_url, create_database=False)
+    migrate(settings)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        store_site(conn, parse_site(site_toml(beds)))
+
+
+def wait_service_subscribed(service: ServiceProcess, port: int, prefix: str) -> None:
+    """Until the service's subscription is live: a probe status message is committed."""
+    probe = connect_probe(port)
+    try:
+        deadline = time.monotonic() + 30
+        attempt = 0
+        while service.snapshot()[0] == 0:
+            if time.monotonic() > deadline or service.proc.poll() is not None:
+                raise RuntimeError("the service never subscribed:\n" + service.log_tail())
+            status = {"state": "online", "ts": int(time.time() * 1000) - 60_000 + attempt}
+            publish_probe(probe, f"{prefix}/{PROBE_DEVICE}/status", json.dumps(status).encode())
+            attempt += 1
+            time.sleep(0.2)
+    finally:
+        probe.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Bench:
+    """What every phase needs: the options, the private broker, the database, the streams."""
+
+    args: argparse.Namespace
+    port: int
+    broker_url: str
+    broker_pid: int
+    db_url: str
+    prefix: str
+    work: Path
+    base_b: int  # device time of stream A/B (its first sample of each bed)
+    base_p: int  # device time of the paced stream, right after A/B's
+    paced_messages: int
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tests.support import Mosquitto, fresh_database
+
+    load_start = Path("/proc/loadavg").read_text().split()[:3]
+    busy = machine_busy()
+    time.sleep(2.0)
+    busy_before = cores_busy_since(busy)
+    print(
+        f"load average at start (1/5/15 min): {' '.join(load_start)}; cpus: {os.cpu_count()};"
+        f" cores busy before start (2 s, others): {busy_before:.2f}"
+    )
+    paced_messages = int(args.rate * args.paced_seconds)
+    # Device time in the recent past, each bed's stream A/B then its paced stream, 1 Hz.
+    span_b = per_bed(args.beds, args.messages, args.batch) * spacing_for(
+        args.beds, args.messages, args.batch
+    )
+    span_p = per_bed(args.beds, paced_messages, args.batch) * spacing_for(
+        args.beds, paced_messages, args.batch
+    )
+    base_b = int(time.time() * 1000) - span_b - span_p - 120_000
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, fresh_database() as db_url:
+        work = Path(tmp)
+        broker = Mosquitto(work / "broker")
+        broker.start()
+        try:
+            assert broker._proc is not None
+            bench = Bench(
+                args=args,
+                port=broker.port,
+                broker_url=broker.url,
+                broker_pid=broker._proc.pid,
+                db_url=db_url,
+                prefix=f"bench/{uuid.uuid4().hex[:10]}/bedwatch/v1",
+                work=work,
+                base_b=base_b,
+                base_p=base_b + span_b,
+                paced_messages=paced_messages,
+            )
+            t = time.perf_counter()
+            prepare_database(db_url, args.beds)
+            print(f"database ready with {args.beds} beds in {time.perf_counter() - t:.1f} s")
+            result = run_phases(bench)
+        finally:
+            broker.stop()
+    result["load_start"] = load_start
+    result["cores_busy_before"] = busy_before
+    result["load_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    return result
+
+
+def run_phases(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    # Phase A is short (the broker is fast): repeated, and the median run is reported.
+    runs = []
+    for _ in range(args.broker_repeats):
+        runs.append(phase_broker(bench))
+        print(f"  {runs[-1].name}: {runs[-1].msg_per_s:,.0f} msg/s")
+    runs.sort(key=lambda ph: ph.msg_per_s)
+    a = runs[len(runs) // 2]
+    a.notes.append(
+        f"median of {len(runs)} runs: " + ", ".join(f"{ph.msg_per_s:,.0f}" for ph in runs)
+    )
+    service = ServiceProcess(bench.db_url, bench.broker_url, bench.prefix, bench.work)
+    try:
+        wait_service_subscribed(service, bench.port, bench.prefix)
+        b, _ = phase_service(
+            bench, "B service, flat out", service, bench.base_b, args.messages, 0, args.profile
+        )
+        print(f"  {b.name}: {b.samples_per_s:,.0f} samples/s")
+        p: Phase | None = None
+        p_started = float("inf")
+        if bench.paced_messages:
+            time.sleep(1.0)
+            p, p_started = phase_service(
+                bench,
+                f"P service, paced {args.rate:,.0f} msg/s",
+                service,
+                bench.base_p,
+                bench.paced_messages,
+                args.rate,
+                None,
+            )
+            print(f"  {p.name}: {p.samples_per_s:,.0f} samples/s")
+    finally:
+        pairs = service.stop()
+    add_delays(b, [x for x in pairs if x[0] < int(p_started * 1000)])
+    if p is not None:
+        add_delays(p, [x for x in pairs if x[0] >= int(p_started * 1000)])
+    check = verify(bench, service)
+    spec = specs_for(args, bench.port, bench.prefix, bench.base_b, args.messages, 0)[0]
+    c = phase_copy(bench.db_url, stream_rows(spec))
+    print(f"  {c.name}: {c.samples_per_s:,.0f} rows/s")
+    phases = [a, b] + ([p] if p is not None else []) + [c]
+    return {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "check": check,
+        "phases": [asdict(x) for x in phases],
+        "ratio_service_to_broker": b.msg_per_s / a.msg_per_s,
+        "ratio_service_to_copy": b.samples_per_s / c.samples_per_s,
+    }
+
+
+def verify(bench: Bench, service: ServiceProcess) -> dict[str, int]:
+    """Every sample stored once, nothing quarantined; findings the detectors wrote."""
+    import psycopg
+
+    counts: dict[str, int] = {}
+    with psycopg.connect(bench.db_url) as conn:
+        for name, table in (
+            ("stored", "mattress_samples"),
+            ("quarantined", "quarantine"),
+            ("findings", "findings"),
+        ):
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+            assert row is not None
+            counts[name] = int(row[0])
+    counts["expected"] = (bench.args.messages + bench.paced_messages) * bench.args.batch
+    if counts["stored"] != counts["expected"] or counts["quarantined"]:
+        print(f"CHECK FAILED: {counts}\n{service.log_tail()}")
+    return counts
+
+
+def fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def report(result: dict[str, Any]) -> None:
+    print()
+    header = (
+        f"{'phase':34} {'msg/s':>8} {'samples/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
+        f" {'svc CPU s':>9} {'db s':>5} {'broker s':>8} {'pub s':>6} {'cores':>5} {'secs':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for ph in result["phases"]:
+        print(
+            f"{ph['name']:34} {fmt(ph['msg_per_s'] or None):>8} {fmt(ph['samples_per_s']):>10}"
+            f" {fmt(ph['p50_ms']):>7} {fmt(ph['p99_ms']):>7} {fmt(ph['max_ms']):>7}"
+            f" {fmt(ph['service_cpu_s'], '.1f'):>9} {fmt(ph['db_cpu_s'], '.1f'):>5}"
+            f" {fmt(ph['broker_cpu_s'], '.1f'):>8}"
+            f" {fmt(ph['publisher_cpu_s'], '.1f'):>6} {fmt(ph['cores_busy'], '.2f'):>5}"
+            f" {ph['seconds']:>6.2f}"
+        )
+        for note in ph["notes"]:
+            print(f"    note: {note}")
+    a, b = result["phases"][0], result["phases"][1]
+    paced = next((ph for ph in result["phases"] if ph["name"].startswith("P ")), None)
+    latency = paced or b
+    print()
+    print(f"service / broker (B/A): {result['ratio_service_to_broker']:.2f}")
+    print(f"service / COPY   (B/C): {result['ratio_service_to_copy']:.2f}")
+    print(f"check: {result['check']}")
+    print(
+        f"load at start: {' '.join(result['load_start'])}, at end: {' '.join(result['load_end'])};"
+        f" cores busy before start: {result['cores_busy_before']:.2f}"
+    )
+    targets = [
+        (">= 50,000 samples/s end to end", b["samples_per_s"] >= 50_000),
+        (">= 0.3 of the raw broker rate", result["ratio_service_to_broker"] >= 0.3),
+        (f"p99 < 1 s ({latency['name']})", (latency["p99_ms"] or 1e9) < 1000),
+    ]
+    for text, ok in targets:
+        print(f"target {text}: {'MET' if ok else 'MISSED'}")
+    print(f"A raw rate: {a['msg_per_s']:,.0f} msg/s")
+    print("RESULT " + json.dumps(result))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_publish"]:
+        return publisher_main()
+    if argv[:1] == ["_service"]:
+        return service_main()
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--beds", type=int, default=2000)
+    p.add_argument("--messages", type=int, default=50_000, help="messages in the A/B stream")
+    p.add_argument("--batch", type=int, default=10, help="samples a message")
+    p.add_argument("--publishers", type=int, default=4, help="publisher processes")
+    p.add_argument("--window", type=int, default=1000, help="unacked QoS 1 messages a publisher")
+    p.add_argument("--rate", type=float, default=5000.0, help="paced phase, msg/s (0: skip)")
+    p.add_argument("--paced-seconds", type=float, default=10.0)
+    p.add_argument("--timeout", type=float, default=60.0, help="per phase, seconds")
+    p.add_argument(
+        "--py-spy",
+        default=shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+        help="py-spy binary for --profile",
+    )
+    p.add_argument("--broker-repeats", type=int, default=3, help="runs of phase A (median)")
+    p.add_argument(
+        "--profile", type=Path, help="write py-spy's raw stacks of the service in phase B here"
+    )
+    args = p.parse_args(argv)
+    if not 0 < args.window < 65_535:
+        p.error("--window must be between 1 and 65,534 (MQTT packet ids are 16-bit)")
+    if args.broker_repeats < 1 or args.beds < 1 or args.messages < args.publishers:
+        p.error("need broker-repeats >= 1, beds >= 1, messages >= publishers")
+    if not 1 <= args.batch <= 120:
+        p.error("need 1 <= batch <= 120 (the service's max_batch_samples)")
+    report(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
