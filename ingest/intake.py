@@ -105,6 +105,10 @@ class Intake:
         return items
 
     @property
+    def detect_backlog(self) -> int:
+        return len(self._to_detect)
+
+    @property
     def held_count(self) -> int:
         with self._lock:
             return len(self._held)

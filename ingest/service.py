@@ -16,6 +16,7 @@ import psycopg
 from detectors.findings import Finding
 from detectors.nights import NightSummary
 from detectors.runner import DetectorRunner
+from ingest import metrics
 from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, prune, redact
 from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
 from ingest.intake import Held, InOrder, Intake, wall_ms
@@ -115,6 +116,7 @@ class Service:
 
     def _on_finding(self, finding: Finding) -> None:
         self._findings.append(finding)
+        metrics.FINDINGS.labels(finding.kind, finding.severity, str(finding.cleared).lower()).inc()
         for component in self.components:
             try:
                 component.on_finding(finding)
@@ -132,6 +134,7 @@ class Service:
         await asyncio.to_thread(self._prepare_database)
         self.intake = Intake(self._decoder, loop, flush_max_rows=settings.ingest.flush_max_rows)
         self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
+        metrics.watch(self)
         self.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -225,6 +228,7 @@ class Service:
         for h in held:
             self.mqtt.ack(h.generation, h.mid, h.qos)
         elapsed = time.perf_counter() - started
+        metrics.BATCH_SECONDS.observe(elapsed)
         self.stats.flushes += 1
         self.stats.acked += len(held)
         self.stats.written.add(result)
@@ -245,6 +249,7 @@ class Service:
                 return self._store.write([h.decoded for h in held], derived, findings, summaries)
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.stats.write_errors += 1
+                metrics.WRITE_ERRORS.inc()
                 log.warning("database write failed (%s); retrying in %.1f s", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, DB_RETRY_MAX_S)
