@@ -19,7 +19,12 @@ log = logging.getLogger(__name__)
 # exit code. Keeping them apart lets `simulators/` stay free of any import from `ingest/`.
 # They are imported only when their command is asked for (or for help): numpy and scipy
 # would otherwise add a second to every start of the service.
-PLUGINS = {"sim": "simulators.cli", "eval": "detectors.cli", "alerts": "alerts.cli"}
+PLUGINS = {
+    "sim": "simulators.cli",
+    "eval": "detectors.cli",
+    "alerts": "alerts.cli",
+    "demo": "ingest.demo.cli",
+}
 CORE_COMMANDS = ("run", "db", "registry")
 
 Handler = Callable[[argparse.Namespace], int]
@@ -68,7 +73,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != name:
+            missing = exc.name or ""
+            if name != missing and not name.startswith(missing + "."):
                 raise
             continue
         module.register(sub)
