@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NewType
+from typing import NamedTuple, NewType
 
 DeviceId = NewType("DeviceId", str)
 ResidentId = NewType("ResidentId", str)
@@ -66,8 +66,13 @@ class StatusState(StrEnum):
     OFFLINE = "offline"
 
 
-@dataclass(frozen=True, slots=True)
-class MattressSample:
+class MattressSample(NamedTuple):
+    """One second of a pad's telemetry.
+
+    A NamedTuple rather than a frozen dataclass: pads send 86,400 of these a day each, and a
+    tuple is built four times faster and goes to binary COPY as it is (field order = columns).
+    """
+
     device_id: DeviceId
     resident_id: ResidentId | None
     ts_ms: EpochMs

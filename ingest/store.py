@@ -32,7 +32,8 @@ _MS = "TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond'"
 # Staging tables live per connection and empty themselves at each commit. Binary COPY does
 # no casts, so every column type is declared again in STAGING_TYPES.
 STAGING = {
-    "stage_mattress": "ts_ms int8, device_id text, resident_id text, hr float4, rr float4,"
+    # Columns in MattressSample's field order: samples are copied as they are.
+    "stage_mattress": "device_id text, resident_id text, ts_ms int8, hr float4, rr float4,"
     " move int2, occ int2, sq int2, source text",
     "stage_wristband": "ts_ms int8, device_id text, resident_id text, hr float4, spo2 float4,"
     " bat int2, worn int2, steps int4",
@@ -40,7 +41,7 @@ STAGING = {
     " skew_ms int8",
 }
 STAGING_TYPES = {
-    "stage_mattress": ["int8", "text", "text", "float4", "float4", "int2", "int2", "int2", "text"],
+    "stage_mattress": ["text", "text", "int8", "float4", "float4", "int2", "int2", "int2", "text"],
     "stage_wristband": ["int8", "text", "text", "float4", "float4", "int2", "int2", "int4"],
     "stage_health": ["text", "int8", "int8", "int8", "int8", "int8"],
 }
@@ -113,7 +114,7 @@ class WriteResult:
 
 @dataclass(slots=True)
 class _Rows:
-    mattress: list[tuple[object, ...]] = field(default_factory=list)
+    mattress: list[MattressSample] = field(default_factory=list)
     wristband: list[tuple[object, ...]] = field(default_factory=list)
     events: list[dict[str, object]] = field(default_factory=list)
     status: list[dict[str, object]] = field(default_factory=list)
@@ -223,7 +224,7 @@ class Store:
     def _copy_insert(
         cur: psycopg.Cursor[tuple[object, ...]],
         table: str,
-        rows: list[tuple[object, ...]],
+        rows: Sequence[tuple[object, ...]],
         insert: str,
     ) -> int:
         if not rows:
@@ -260,9 +261,7 @@ def _collect(messages: Iterable[Decoded], derived: Sequence[Record], keep_wave: 
 def _add_records(rows: _Rows, records: Iterable[Record], received_ms: int, keep_wave: bool) -> None:
     for r in records:
         if type(r) is MattressSample:
-            rows.mattress.append(
-                (r.ts_ms, r.device_id, r.resident_id, r.hr, r.rr, r.move, r.occ, r.sq, r.source)
-            )
+            rows.mattress.append(r)
         elif type(r) is WristbandSample:
             rows.wristband.append(
                 (r.ts_ms, r.device_id, r.resident_id, r.hr, r.spo2, r.bat, r.worn, r.steps)
