@@ -39,11 +39,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from ingest.db import DatabaseUnavailable
+    from ingest.registry import SiteError
+
     try:
         return handler(args)
     except SettingsError as exc:
         print(f"bedwatch: bad settings: {exc}", file=sys.stderr)
         return 2
+    except SiteError as exc:
+        print(f"bedwatch: bad site file: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseUnavailable as exc:
+        print(f"bedwatch: database: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
