@@ -71,7 +71,10 @@ class AlertConfig:
     quiet_hours: QuietHours | None
     inhibit: tuple[InhibitRule, ...]
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    digest_at: time = time(8, 0)  # local time of the family doctors' daily digest
+    # Local time of the family doctors' daily digest: after the night summaries, which close at
+    # the detectors' summary_to_local (12:00), so the digest covers the night just ended.
+    digest_at: time = time(12, 30)
+    digest_roles: tuple[str, ...] = ("family_doctor",)  # who gets it; () turns digests off
 
     def ladder(self, severity: Severity) -> Ladder:
         return self.ladders[severity]
@@ -88,9 +91,12 @@ DEFAULT_LADDERS: Mapping[Severity, Ladder] = {
     ),
     Severity.HIGH: Ladder((Step(0, ("care_staff",)), Step(600, ("family_doctor",))), 600),
     Severity.MEDIUM: Ladder((Step(0, ("care_staff",)),), remind_every_s=3600),
-    Severity.LOW: Ladder((Step(0, ("family_doctor",)),), remind_every_s=0),
+    # Low severity goes to the family doctor's daily digest (digest_roles), not one by one;
+    # a site can still page for it with its own [alerts.ladders.low].
+    Severity.LOW: Ladder((Step(0, ()),), remind_every_s=0),
 }
 DEFAULT_QUIET = QuietHours(time(22, 0), time(7, 0))
+DEFAULT_DIGEST_AT = "12:30"
 DEFAULT_INHIBIT = (
     InhibitRule(NEVER_MUTED, frozenset({FindingKind.BED_EXIT_NO_RETURN})),
     InhibitRule(frozenset({FindingKind.DEVICE_SILENT}), frozenset(VITALS), same_device=True),
@@ -103,7 +109,11 @@ def default_config() -> AlertConfig:
 
 def parse_alert_config(raw: Mapping[str, Any]) -> AlertConfig:
     """Check the [alerts] table strictly; ValueError names the key and what was expected."""
-    _keys("alerts", raw, {"ladders", "quiet_hours", "inhibit", "retry", "digest_at"})
+    _keys(
+        "alerts",
+        raw,
+        {"ladders", "quiet_hours", "inhibit", "retry", "digest_at", "digest_roles"},
+    )
     ladders = dict(DEFAULT_LADDERS)
     raw_ladders = _table("alerts.ladders", raw.get("ladders", {}))
     for name, value in raw_ladders.items():
@@ -124,8 +134,9 @@ def parse_alert_config(raw: Mapping[str, Any]) -> AlertConfig:
             raise ValueError("alerts.inhibit: expected an array of tables ([[alerts.inhibit]])")
         inhibit = tuple(_inhibit(f"alerts.inhibit[{i}]", r) for i, r in enumerate(rules))
     retry = _retry(raw.get("retry", {}))
-    digest_at = _clock("alerts.digest_at", raw.get("digest_at", "08:00"))
-    return AlertConfig(ladders, quiet, inhibit, retry, digest_at)
+    digest_at = _clock("alerts.digest_at", raw.get("digest_at", DEFAULT_DIGEST_AT))
+    digest_roles = _digest_roles(raw.get("digest_roles", ["family_doctor"]))
+    return AlertConfig(ladders, quiet, inhibit, retry, digest_at, digest_roles)
 
 
 def _keys(where: str, raw: Mapping[str, Any], allowed: set[str]) -> None:
@@ -238,3 +249,14 @@ def _positive(where: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ValueError(f"{where}: expected seconds in (0, 3600], got {value!r}")
     return float(value)
+
+
+def _digest_roles(value: Any) -> tuple[str, ...]:
+    # An empty list is allowed: it turns the daily digest off.
+    if not isinstance(value, list) or not all(isinstance(r, str) and r in ROLES for r in value):
+        raise ValueError(
+            f"alerts.digest_roles: expected a list of {', '.join(ROLES)}, got {value!r}"
+        )
+    if len(set(value)) != len(value):
+        raise ValueError(f"alerts.digest_roles: a role is named twice in {value!r}")
+    return tuple(value)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from alerts.model import Alert, Contact, Resident
 from detectors.findings import FindingKind, Severity
+
+if TYPE_CHECKING:
+    from alerts.digest import Digest, Night, ResidentDay, Seen, SleepChange
 
 WHAT = {
     FindingKind.SOS: ("SOS 呼救", "SOS call"),
@@ -113,3 +118,146 @@ def _local(ms: int, timezone: str) -> str:
         .astimezone(ZoneInfo(timezone))
         .strftime("%m-%d %H:%M")
     )
+
+
+# The daily digest (alerts/digest.py): a few short lines per resident, readable on a phone.
+DIGEST_LEVEL = {
+    Severity.CRITICAL: ("紧急", "critical"),
+    Severity.HIGH: ("重要", "high"),
+    Severity.MEDIUM: ("提醒", "medium"),
+}
+# The metrics of a `sleep_change` finding (detectors.nights.METRIC_NAMES), with labels.
+CHANGE = {
+    "time_in_bed_s": ("在床时间", "time in bed"),
+    "exits": ("离床", "exits"),
+    "restlessness_pct": ("体动", "restless"),
+    "hr_mean": ("平均心率", "mean HR"),
+    "rr_mean": ("平均呼吸", "mean RR"),
+}
+
+
+def render_digest(digest: Digest) -> Message:
+    """One contact's daily digest, in the contact's language."""
+    zh = digest.contact.language == "zh"
+    n, items = len(digest.residents), digest.items
+    day = digest.day.strftime("%m-%d")
+    since = _local(digest.since_ms, digest.timezone)
+    if zh:
+        title = f"【每日摘要】{day}：{n} 位老人，{items} 项"
+        head = f"自 {since} 起"
+    else:
+        title = f"[DIGEST] {day}: {_plural(n, 'resident')}, {_plural(items, 'item')}"
+        head = f"Since {since}"
+    blocks = [head] + [_resident_block(d, zh=zh) for d in digest.residents]
+    return Message(title, "\n\n".join(blocks))
+
+
+def _resident_block(d: ResidentDay, *, zh: bool) -> str:
+    r = d.resident
+    lines = [f"{r.name} · {r.room}" if r.room else r.name]
+    lines += _night_lines(d.night, r.timezone, zh=zh)
+    if d.low:
+        seen = ("；" if zh else "; ").join(_seen(s, zh=zh) for s in d.low)
+        lines.append(("关注：" if zh else "Low: ") + seen)
+    lines += [_change_line(c, zh=zh) for c in d.changes]
+    lines.append(_alert_line(d.alerts, zh=zh))
+    return "\n".join(lines)
+
+
+def _night_lines(night: Night | None, timezone: str, *, zh: bool) -> list[str]:
+    if night is None:
+        return ["暂无夜间汇总" if zh else "No night summary yet"]
+    day = night.night.strftime("%m-%d")
+    onset = "—" if zh else "-"
+    if night.sleep_onset_ms is not None:
+        onset = _local(night.sleep_onset_ms, timezone)[-5:]
+    bed = _duration(night.time_in_bed_s, zh=zh)
+    restless = _num(night.restlessness_pct)
+    hr = _spread(night.hr_mean, night.hr_min, night.hr_max, zh=zh)
+    rr = _spread(night.rr_mean, night.rr_min, night.rr_max, zh=zh)
+    pauses = _num(night.pauses_per_h)
+    longest = _duration(night.longest_absence_s, zh=zh)
+    if zh:
+        exits = f"离床 {night.exits} 次" + (f"（最长 {longest}）" if night.exits else "")
+        return [
+            f"{day} 夜：在床 {bed}，入睡 {onset}，{exits}，体动 {restless}%",
+            f"心率 {hr}，呼吸 {rr}，暂停 {pauses} 次/时",
+        ]
+    exits = _plural(night.exits, "exit") + (f" (longest {longest})" if night.exits else "")
+    return [
+        f"Night {day}: in bed {bed}, asleep {onset}, {exits}, restless {restless}%",
+        f"HR {hr}, RR {rr}, {pauses} pauses/h",
+    ]
+
+
+def _seen(seen: Seen, *, zh: bool) -> str:
+    i = 0 if zh else 1
+    what = WHAT.get(seen.kind, (seen.kind.value, seen.kind.value))[i]
+    times = f" ×{seen.count}" if seen.count > 1 else ""
+    known = [EVIDENCE[k][i].format(_num(seen.evidence[k])) for k in EVIDENCE if k in seen.evidence]
+    if not known:
+        return what + times
+    values = ("，" if zh else ", ").join(known)
+    return f"{what}{times}（{values}）" if zh else f"{what}{times} ({values})"
+
+
+def _change_line(change: SleepChange, *, zh: bool) -> str:
+    i = 0 if zh else 1
+    try:
+        night = date.fromisoformat(change.night).strftime("%m-%d")
+    except ValueError:
+        night = change.night or "?"
+    parts = []
+    for name, labels in CHANGE.items():
+        facts = change.metrics.get(name)
+        if facts is None:
+            continue
+        value = _metric(name, facts["value"], zh=zh)
+        usual = _metric(name, facts["median"], zh=zh)
+        z = f"z {facts['z']:+.1f}"
+        parts.append(
+            f"{labels[i]} {value}（平时 {usual}，{z}）"
+            if zh
+            else f"{labels[i]} {value} (usual {usual}, {z})"
+        )
+    body = ("；" if zh else "; ").join(parts) or "—"
+    return f"睡眠变化（{night} 夜）：{body}" if zh else f"Sleep change (night {night}): {body}"
+
+
+def _alert_line(alerts: Mapping[Severity, int], *, zh: bool) -> str:
+    i = 0 if zh else 1
+    counts = [(DIGEST_LEVEL[s][i], alerts[s]) for s in DIGEST_LEVEL if alerts.get(s)]
+    if zh:
+        return "告警：" + ("，".join(f"{word} {n}" for word, n in counts) or "无")
+    return "Alerts: " + (", ".join(f"{n} {word}" for word, n in counts) or "none")
+
+
+def _metric(name: str, value: float, *, zh: bool) -> str:
+    if name == "time_in_bed_s":
+        return _duration(value, zh=zh)
+    if name == "exits":
+        return f"{value:.0f} 次" if zh else f"{value:.0f}"
+    if name == "restlessness_pct":
+        return f"{_num(value)}%"
+    return f"{_num(value)} 次/分" if zh else f"{_num(value)}/min"
+
+
+def _spread(mean: float | None, low: float | None, high: float | None, *, zh: bool) -> str:
+    """Mean with its unit, then the night's range: "62/min (55-78)"."""
+    if mean is None:
+        return "—" if zh else "-"
+    text = f"{_num(mean)} 次/分" if zh else f"{_num(mean)}/min"
+    if low is None or high is None:
+        return text
+    return f"{text}（{_num(low)}-{_num(high)}）" if zh else f"{text} ({_num(low)}-{_num(high)})"
+
+
+def _duration(seconds: float, *, zh: bool) -> str:
+    hours, minutes = divmod(round(seconds / 60), 60)
+    if zh:
+        return f"{hours}小时{minutes:02d}分" if hours else f"{minutes} 分钟"
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes} min"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

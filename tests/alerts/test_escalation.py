@@ -301,7 +301,10 @@ def test_a_critical_alert_that_reaches_nobody_escalates_at_once(
 def test_quiet_hours_hold_a_low_alert_but_never_an_sos(
     database_url: str, http: HttpReceiver, smtp: SmtpReceiver
 ) -> None:
-    settings = prepare(database_url, standard_site(http, smtp))
+    # Low severity goes to the daily digest by default; a site that pages for it holds the page
+    # through quiet hours.
+    paging = '[alerts.ladders.low]\nsteps = [{ after_s = 0, roles = ["family_doctor"] }]\n'
+    settings = prepare(database_url, standard_site(http, smtp, paging))
     night = DAY_MS + 13 * 3600_000  # 23:00 in Shanghai
     clock = FakeClock(night)
 
@@ -323,3 +326,27 @@ def test_quiet_hours_hold_a_low_alert_but_never_an_sos(
     titles = [m["title"] for m in http.got("li")]
     assert "【关注】王阿婆 夜间呼吸暂停偏多" in titles
     assert "每小时 22 次暂停" in http.got("li")[-1]["message"]
+
+
+def test_a_low_alert_is_recorded_for_the_digest_and_paged_to_nobody_by_default(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    noon = DAY_MS + 4 * 3600_000  # 14:00 in Shanghai, outside quiet hours
+    clock = FakeClock(noon)
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(
+                finding(FindingKind.APNEA_INDEX, Severity.LOW, noon, pauses_per_h=21.5)
+            )
+            await alerts.sender.idle()
+            clock.advance(3600)
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    assert [http.got(who) for who in ("zhang", "li", "centre")] == [[], [], []]
+    assert smtp.to("wang@example.org") == []
+    assert query(database_url, "SELECT kind, severity, state FROM alerts") == [
+        ("apnea_index", "low", "open")
+    ]
