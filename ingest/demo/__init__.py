@@ -1,0 +1,1 @@
+"""`bedwatch demo`: broker, database, service and a scripted ward in one command."""
