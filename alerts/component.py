@@ -15,13 +15,16 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import store
 from alerts.api import make_app
+from alerts.console import Changes, Console, Sessions
 from alerts.delivery import Current, Sender
+from alerts.digest import DigestLoop
 from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
 from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
 from detectors.findings import Finding
+from ingest.metrics import REGISTRY
 from ingest.settings import Settings
 
 if TYPE_CHECKING:
@@ -135,23 +138,38 @@ class Alerts:
     async def http_loop(self) -> None:
         assert self.engine is not None
         assert self.links is not None
+        async with self.pool.connection() as conn:
+            secret = await self._link_secret(conn)
+        changes = Changes(self.pool)
+        https = self.settings.alerts.public_url.startswith("https:")
+        console = Console(self.engine, self.pool, Sessions(secret), changes, secure_cookies=https)
+        # The service's own gauge says whether its MQTT session is up (None: no service yet).
+        broker_up = lambda: REGISTRY.get_sample_value("bedwatch_mqtt_connected") == 1.0  # noqa: E731
+        app = make_app(self.engine, self.links, self.pool, console=console, broker_up=broker_up)
         host, _, port = self.settings.http.addr.rpartition(":")
         config = uvicorn.Config(
-            make_app(self.engine, self.links, self.pool),
+            app,
             host=host,
             port=int(port),
             lifespan="off",
             log_level="warning",
             access_log=False,
+            timeout_graceful_shutdown=5,
         )
         server = _QuietServer(config)
+        poller = asyncio.create_task(changes.run(), name="console_changes_loop")
         task = asyncio.ensure_future(server.serve())
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
+            changes.close()  # open event streams end, so stopping does not wait on them
             server.should_exit = True  # close the sockets and finish open requests
             await task
             raise
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
 
 
 class _QuietServer(uvicorn.Server):
@@ -197,6 +215,8 @@ class AlertsComponent:
                 tasks.create_task(self._intake_loop(engine, shard), name=f"alert_intake_{i}")
             tasks.create_task(alerts.scheduler_loop(), name="alert_scheduler_loop")
             tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
+            digests = DigestLoop(alerts.pool, alerts.sender, alerts.current, clock=alerts.clock)
+            tasks.create_task(digests.run(), name="alert_digest_loop")
             if self.settings.alerts.serve_http:
                 tasks.create_task(alerts.http_loop(), name="alert_http_loop")
             self.ready.set()

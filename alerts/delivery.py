@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
+from alerts import metrics as alert_metrics
 from alerts import store
 from alerts.config import AlertConfig, default_config
 from alerts.directory import Directory
@@ -81,9 +82,11 @@ class Sender:
         if contact is None or row.channel_index >= len(contact.channels):
             delivery = Delivery(False, 0.0, "contact or channel no longer in the registry", False)
         else:
+            alert_metrics.handing_over(row.alert_id)
             delivery = await self._notifier.send(
                 contact.channels[row.channel_index], row.title, row.body
             )
+        alert_metrics.attempt_done(row.alert_id, delivery)
         if delivery.ok:
             self.delivered += 1
         else:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from psycopg_pool import AsyncConnectionPool
 
+from alerts import metrics as alert_metrics
 from alerts import store
 from alerts.config import AlertConfig
 from alerts.delivery import Current, Sender
@@ -84,6 +86,7 @@ class Engine:
         """One finding through the pipeline; the id of the alert it opened or joined."""
         if finding.resident_id not in self.directory.residents:
             return None
+        received = time.perf_counter()
         now = self.clock()
         async with self._pool.connection() as conn, conn.transaction():
             if finding.cleared:
@@ -109,6 +112,7 @@ class Engine:
                     {"from": up.previous_severity.value, "to": alert.severity.value},
                 )
                 outgoing = await self._first_notice(conn, alert, now, Reason.SEVERITY_RAISED)
+        alert_metrics.alert_upserted(up, received)
         # Sent only once committed: a row the database does not have is never sent.
         self._sender.submit(outgoing)
         return alert.id
@@ -131,6 +135,7 @@ class Engine:
             await store.audit(conn, alert_id, now, SYSTEM, "condition cleared", Via.SYSTEM)
             return
         await self._close(conn, alert_id, now, SYSTEM, Via.SYSTEM)
+        alert_metrics.alert_moved(finding.kind, AlertState.RESOLVED)
 
     async def _inhibited(self, conn: store.AsyncConn, finding: Finding) -> bool:
         for rule in inhibiting_rules(self.config.inhibit, finding.kind):
@@ -309,6 +314,7 @@ class Engine:
             await store.audit(
                 conn, alert_id, now, actor, "acknowledged", via, {"cancelled": cancelled}
             )
+        alert_metrics.alert_moved(alert.kind, AlertState.ACKNOWLEDGED)
         self._taken(alert)
         return Decision(Outcome.DONE, alert)
 
@@ -323,6 +329,7 @@ class Engine:
             if alert.state is AlertState.RESOLVED:
                 return Decision(Outcome.ALREADY, alert)
             await self._close(conn, alert_id, now, actor, via)
+        alert_metrics.alert_moved(alert.kind, AlertState.RESOLVED)
         if alert.state is AlertState.OPEN:
             self._taken(alert)
         return Decision(Outcome.DONE, alert)

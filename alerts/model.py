@@ -50,6 +50,7 @@ class Via(StrEnum):
     LINK = "link"
     SYSTEM = "system"
     CLI = "cli"
+    CONSOLE = "console"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS alert_audit (
     at       timestamptz NOT NULL,
     actor    text NOT NULL,      -- contacts.id or 'system'
     action   text NOT NULL,      -- opened, repeated, escalated, reminded, acknowledged, resolved, ...
-    via      text NOT NULL,      -- api | link | system | cli
+    via      text NOT NULL,      -- api | link | system | cli | console
     detail   jsonb NOT NULL DEFAULT '{}'::jsonb
 );
 CREATE INDEX IF NOT EXISTS alert_audit_alert ON alert_audit (alert_id, at);

@@ -1,0 +1,140 @@
+"""Prometheus series of the alert engine: alerts by state, delivery attempts, SOS latency."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from alerts.model import AlertId, AlertState
+from alerts.notifier import Delivery
+from alerts.store import AsyncConn, Upserted
+from detectors.findings import FindingKind, Severity
+from ingest.metrics import REGISTRY
+
+TRANSITIONS = Counter(
+    "bedwatch_alert_transitions",
+    "Alerts opened, acknowledged and resolved by this process, by kind",
+    ["kind", "to"],
+    registry=REGISTRY,
+)
+DELIVERY_ATTEMPTS = Counter(
+    "bedwatch_delivery_attempts",
+    "Notification attempts handed to a channel, by result (delivered or failed)",
+    ["result"],
+    registry=REGISTRY,
+)
+DELIVERY_FAILURES = Counter(
+    "bedwatch_delivery_failures",
+    "Failed notification attempts, by whether trying again may help",
+    ["retryable"],
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "bedwatch_delivery_seconds",
+    "Time one notification attempt took on its channel",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+# The design's target: an SOS handed to the first channel within 1 s at the 99th percentile.
+SOS_DISPATCH_SECONDS = Histogram(
+    "bedwatch_sos_dispatch_seconds",
+    "From an SOS finding reaching the alert engine to its first notification being handed to a"
+    " channel (stage=handed) or delivered (stage=delivered)",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+
+_TRACKED_MAX = 10_000  # SOS alerts whose first send is awaited; bounded if a send never happens
+
+
+class _FirstSend:
+    """Start times of new SOS alerts, until their first notification is handed and delivered."""
+
+    def __init__(self) -> None:
+        self._handed: OrderedDict[AlertId, float] = OrderedDict()
+        self._delivered: OrderedDict[AlertId, float] = OrderedDict()
+
+    def opened(self, alert_id: AlertId, started: float) -> None:
+        for pending in (self._handed, self._delivered):
+            pending[alert_id] = started
+            while len(pending) > _TRACKED_MAX:
+                pending.popitem(last=False)
+
+    def stage(self, alert_id: AlertId | None, stage: str) -> None:
+        pending = self._handed if stage == "handed" else self._delivered
+        started = pending.pop(alert_id, None) if alert_id is not None else None
+        if started is not None:
+            SOS_DISPATCH_SECONDS.labels(stage).observe(time.perf_counter() - started)
+
+
+_first_send = _FirstSend()
+
+
+def alert_upserted(up: Upserted, received: float) -> None:
+    """An alert row is committed; `received` is `time.perf_counter()` when its finding came in."""
+    if not up.inserted:
+        return
+    TRANSITIONS.labels(up.alert.kind.value, AlertState.OPEN.value).inc()
+    if up.alert.kind is FindingKind.SOS:
+        _first_send.opened(up.alert.id, received)
+
+
+def alert_moved(kind: FindingKind, to: AlertState) -> None:
+    TRANSITIONS.labels(kind.value, to.value).inc()
+
+
+def handing_over(alert_id: AlertId | None) -> None:
+    """A notification is about to be handed to its channel."""
+    _first_send.stage(alert_id, "handed")
+
+
+def attempt_done(alert_id: AlertId | None, delivery: Delivery) -> None:
+    DELIVERY_ATTEMPTS.labels("delivered" if delivery.ok else "failed").inc()
+    DELIVERY_SECONDS.observe(delivery.duration_ms / 1000)
+    if delivery.ok:
+        _first_send.stage(alert_id, "delivered")
+    else:
+        DELIVERY_FAILURES.labels(str(delivery.retryable).lower()).inc()
+
+
+class AlertCounts(Collector):
+    """Alerts now open or acknowledged, by kind, severity and state, counted in the database.
+
+    prometheus_client collects synchronously, so the count is taken by `refresh` (awaited by the
+    /metrics handler just before it renders) and only read here.
+    """
+
+    def __init__(self) -> None:
+        self._counts: list[tuple[str, str, str, int]] = []
+
+    async def refresh(self, conn: AsyncConn) -> None:
+        cur = await conn.execute(
+            "SELECT kind, severity, state, count(*) FROM alerts"
+            " WHERE state IN ('open', 'acknowledged') GROUP BY kind, severity, state"
+        )
+        self._counts = [(k, s, st, int(n)) for k, s, st, n in await cur.fetchall()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "bedwatch_alerts",
+            "Alerts now open or acknowledged, by kind, severity and state",
+            labels=["kind", "severity", "state"],
+        )
+        seen = {(k, s, st): n for k, s, st, n in self._counts}
+        # Critical kinds at zero too, so "no open SOS" is a sample, not an absent series.
+        for critical in (FindingKind.SOS.value, FindingKind.FALL.value):
+            for open_state in (AlertState.OPEN.value, AlertState.ACKNOWLEDGED.value):
+                seen.setdefault((critical, Severity.CRITICAL.value, open_state), 0)
+        for (kind, severity, state), n in sorted(seen.items()):
+            family.add_metric([kind, severity, state], n)
+        yield family
+
+
+ALERT_COUNTS = AlertCounts()
+REGISTRY.register(ALERT_COUNTS)
