@@ -69,6 +69,7 @@ class MqttSession:
         client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, s.reconnect_max_s)))
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
+        client.on_connect_fail = self._handle_connect_fail
         client.on_message = self._handle_message
         return client
 
@@ -159,6 +160,13 @@ class MqttSession:
             self.last_error = f"lost or could not reach the broker at {host}:{port} ({reason})"
             if was or not self.ever_connected.is_set():
                 log.warning("MQTT %s; retrying", self.last_error)
+
+    def _handle_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        host, port = self.host_port
+        error = f"cannot reach the MQTT broker at {host}:{port}"
+        if error != self.last_error:  # said once per outage, not at every retry
+            log.warning("%s; retrying (up to every %.0f s)", error, self._settings.reconnect_max_s)
+        self.last_error = error
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         # Paho stops its network loop if a callback raises, so nothing may escape from here.
