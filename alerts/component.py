@@ -20,10 +20,12 @@ from alerts.delivery import Current, Sender
 from alerts.digest import DigestLoop
 from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
+from alerts.fallback import EmergencyFallback
 from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
 from detectors.findings import Finding
+from ingest.intake import wall_ms
 from ingest.metrics import REGISTRY
 from ingest.settings import Settings
 
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 SHARDS = 4  # findings of one resident stay in order; residents are handled side by side
 REGISTRY_EVERY_S = 5.0
 RESTART_MAX_S = 30.0
+FALLBACK_CHECK_S = 0.25
 
 
 class Alerts:
@@ -191,11 +194,31 @@ class AlertsComponent:
         self._shards: list[asyncio.Queue[Finding]] = [asyncio.Queue() for _ in range(SHARDS)]
         self.alerts: Alerts | None = None
         self.ready = asyncio.Event()
+        self._clock: Callable[[], int] = wall_ms
+        direct = notifier or AppriseNotifier(
+            timeout_s=settings.alerts.delivery_timeout_s, max_parallel=4
+        )
+        self.fallback = EmergencyFallback(
+            direct,
+            lambda: self.alerts.current if self.alerts is not None else None,
+            settings.alerts.public_url.rstrip("/") + "/console/",
+            self._now,
+        )
+
+    def _now(self) -> int:
+        return self._clock()  # the service's clock, known once run() has started
 
     def on_finding(self, finding: Finding) -> None:
+        self.fallback.watch(finding)
         self._shards[hash(finding.resident_id) % SHARDS].put_nowait(finding)
 
     async def run(self, service: Service) -> None:
+        self._clock = service.clock
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._fallback_loop(), name="alert_fallback_loop")
+            tasks.create_task(self._restarting(service), name="alert_engine_loop")
+
+    async def _restarting(self, service: Service) -> None:
         delay = 1.0
         while True:
             try:
@@ -204,6 +227,15 @@ class AlertsComponent:
                 log.exception("alerts stopped; starting again in %.0f s", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RESTART_MAX_S)
+
+    async def _fallback_loop(self) -> None:
+        # Outside the engine's task group: it must keep working when the engine cannot start.
+        while True:
+            await asyncio.sleep(FALLBACK_CHECK_S)
+            try:
+                await self.fallback.check()
+            except Exception:
+                log.exception("direct paging failed")
 
     async def _run(self, service: Service) -> None:
         alerts = self.alerts = Alerts(
@@ -227,6 +259,7 @@ class AlertsComponent:
             finding = await shard.get()
             try:
                 await engine.handle(finding)
+                self.fallback.taken(finding)
             except Exception:
                 # Put back for the next attempt: a lost SOS is the failure that matters most.
                 log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)

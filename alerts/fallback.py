@@ -1,0 +1,125 @@
+"""When an SOS or a fall cannot be recorded in time, page tier 1 straight from memory."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alerts.config import NEVER_MUTED
+from alerts.delivery import Current
+from alerts.messages import render
+from alerts.model import Alert, AlertId, AlertState, Contact, Resident
+from alerts.notifier import Notifier
+from alerts.routing import step_contacts
+from detectors.findings import Finding, FindingKind
+from ingest.records import ResidentId
+
+log = logging.getLogger(__name__)
+
+# How long an SOS or fall may wait for the normal path (alert row, outbox, sender) before it
+# is paged from memory: well inside the 1 s target when the database answers, short enough
+# that an outage costs seconds, not the length of the outage.
+GRACE_S = 2.0
+
+Key = tuple[ResidentId, FindingKind, int]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    finding: Finding
+    since: float
+    paged: bool = False
+
+
+class EmergencyFallback:
+    """Watches SOS and fall findings until the alert engine has taken them.
+
+    The normal path writes the alert and its outbox rows first and sends only what is
+    committed, so with the database down nothing would be sent. An emergency that the engine
+    has not taken within GRACE_S goes to its tier-1 contacts here, once, from the routing last
+    loaded; the engine still opens the alert when the database is back (and pages again).
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        current: Callable[[], Current | None],
+        console_url: str,
+        clock: Callable[[], int],
+        *,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        self._notifier = notifier
+        self._current = current
+        self._console_url = console_url
+        self._clock = clock
+        self._grace_s = grace_s
+        self._waiting: dict[Key, _Waiting] = {}
+        self.paged = 0
+
+    def watch(self, finding: Finding) -> None:
+        if finding.kind in NEVER_MUTED and not finding.cleared:
+            key = _key(finding)
+            self._waiting.setdefault(key, _Waiting(finding, time.monotonic()))
+
+    def taken(self, finding: Finding) -> None:
+        """The engine has recorded it: nothing more to do here."""
+        self._waiting.pop(_key(finding), None)
+
+    async def check(self) -> None:
+        """Page whatever has waited past the grace period and was not paged yet."""
+        now = time.monotonic()
+        due = [w for w in self._waiting.values() if not w.paged and now - w.since >= self._grace_s]
+        for waiting in due:
+            waiting.paged = True
+        # Side by side, so a hanging channel holds back no other page.
+        await asyncio.gather(*(self._page(w.finding) for w in due))
+
+    async def _page(self, finding: Finding) -> None:
+        current = self._current()
+        resident = current.directory.residents.get(finding.resident_id) if current else None
+        if current is None or resident is None:
+            log.error(
+                "%s for %s: no routing in memory to page from", finding.kind, finding.resident_id
+            )
+            return
+        ladder = current.config.ladder(finding.severity)
+        contacts = step_contacts(ladder, 0, resident, current.directory.contacts)
+        log.error(
+            "%s for %s not recorded within %.0f s; paging %d contact(s) directly",
+            finding.kind,
+            finding.resident_id,
+            self._grace_s,
+            len(contacts),
+        )
+        sent = await asyncio.gather(*(self._send(finding, resident, c) for c in contacts))
+        self.paged += sum(sent)
+
+    async def _send(self, finding: Finding, resident: Resident, contact: Contact) -> bool:
+        alert = Alert(
+            id=AlertId(0),
+            resident_id=finding.resident_id,
+            kind=finding.kind,
+            severity=finding.severity,
+            state=AlertState.OPEN,
+            opened_ms=self._clock(),
+            started_ms=finding.started_ms,
+            count=1,
+            device_id=finding.device_id,
+            evidence=dict(finding.evidence),
+            tier=0,
+        )
+        message = render(alert, resident, contact, self._console_url, self._clock(), reminder=False)
+        for url in contact.channels:
+            delivery = await self._notifier.send(url, message.title, message.body)
+            if delivery.ok:
+                return True
+            log.warning("direct page to %s failed: %s", contact.id, delivery.error)
+        return False
+
+
+def _key(finding: Finding) -> Key:
+    return (finding.resident_id, finding.kind, finding.started_ms)

@@ -1,0 +1,75 @@
+"""An SOS while the database is unreachable still reaches a person, then is recorded."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from alerts.component import AlertsComponent
+from ingest.db import migrate
+from ingest.registry import parse_site, store_site
+from ingest.service import Service
+from tests.alerts.harness import contact, site
+from tests.alerts.receivers import HttpReceiver
+from tests.support import ADMIN_URL, Device, ServiceThread, query, settings_for, wait_until
+
+
+@contextmanager
+def database_down(database_url: str) -> Iterator[None]:
+    """This test's database refuses every connection (the shared server stays up)."""
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            yield
+        finally:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)
+                )
+            )
+
+
+def test_an_sos_during_a_database_outage_is_paged_from_memory(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    with HttpReceiver() as http:
+        text = site([contact("c-zhang", "care_staff", [http.url("ok", "zhang")])], ["c-zhang"])
+        settings = settings_for(database_url, broker_url, prefix).replace(
+            "alerts", serve_http=False
+        )
+        migrate(settings)
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            store_site(conn, parse_site(text))
+        component = AlertsComponent(settings)
+        with ServiceThread(Service(settings, components=[component])):
+            wait_until(component.ready.is_set, 20)
+            band = Device(broker_url, "band-0101", prefix)
+            with database_down(database_url):
+                pressed = time.perf_counter()
+                now = int(time.time() * 1000)
+                band.send("event", json.dumps({"seq": 1, "ts": now, "type": "sos"}))
+                wait_until(lambda: http.got("zhang"), 15, 0.02)
+                waited = http.arrival_s["zhang"][0] - pressed
+                assert component.fallback.paged == 1
+                [page] = http.got("zhang")
+                assert "SOS" in page["title"]
+            # Back up: the service stores the event, the engine opens the alert and pages it
+            # through the normal path, and the direct page is not repeated.
+            wait_until(lambda: query(database_url, "SELECT kind, state FROM alerts"), 60, 0.2)
+            wait_until(lambda: len(http.got("zhang")) >= 2, 30, 0.05)
+            band.close()
+        assert component.fallback.paged == 1
+    assert waited < 10.0
+    assert query(database_url, "SELECT type FROM device_events") == [("sos",)]
