@@ -112,7 +112,7 @@ class Decoder:
             raise _Invalid(
                 Reason.IDENTITY_MISMATCH, f"payload device_id {named!r} != topic {device_id!r}"
             )
-        out.seq = _opt_int(obj, "seq", 0, 2**63)
+        out.seq = _opt_int(obj, "seq", 0, 2**63 - 1)  # int8 in device_health
         if channel is Channel.TELEMETRY:
             if info.kind is DeviceKind.MATTRESS:
                 self._mattress(out, obj, payload, topic, info, now_ms)
@@ -257,19 +257,31 @@ class Decoder:
             if event_type not in _SAFETY_EVENTS:
                 raise
             # Safety first: an SOS or a fall is acted on even when its other fields are broken;
-            # the receive time stands in for ts and the fault is still quarantined.
-            event = DeviceEvent(out.device_id, info.resident_id, now_ms, event_type, degraded=True)
+            # the receive time stands in for ts only if ts itself is broken, and the fault is
+            # still quarantined.
+            at = self._time_or_now(obj, now_ms)
+            event = DeviceEvent(out.device_id, info.resident_id, at, event_type, degraded=True)
+            kept = "with receive time" if at == now_ms else "with its own time"
             out.rejections.append(
                 Rejection(
                     topic,
                     bad.reason,
-                    f"{event_type} kept with receive time: {bad.detail}",
+                    f"{event_type} kept {kept}: {bad.detail}",
                     payload,
                     now_ms,
                     out.device_id,
                 )
             )
         out.records.append(event)
+
+    def _time_or_now(self, obj: dict[str, Any], now_ms: EpochMs) -> EpochMs:
+        """The event's own ts when it is valid and plausible, else the receive time."""
+        try:
+            ts = _ts(obj, "ts")
+            self._device_time(ts, now_ms)
+        except _Invalid:
+            return now_ms
+        return now_ms if self._skew(ts, now_ms) else ts
 
     def _event_fields(
         self,

@@ -27,10 +27,14 @@ from ingest.records import (
 
 log = logging.getLogger(__name__)
 
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
 _MS = "TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond'"
 
 # Staging tables live per connection and empty themselves at each commit. Binary COPY does
-# no casts, so every column type is declared again in STAGING_TYPES.
+# no casts, so every column type is declared again in STAGING_TYPES; nor does it range-check
+# (psycopg wraps an int too large for int2), so only records the decoder has validated may
+# come here.
 STAGING = {
     # Columns in MattressSample's field order: samples are copied as they are.
     "stage_mattress": "device_id text, resident_id text, ts_ms int8, hr float4, rr float4,"
@@ -163,27 +167,40 @@ class Store:
     ) -> WriteResult:
         """Store a batch in one transaction; a message the database refuses is quarantined.
 
-        Connection errors propagate (the caller retries the same batch later); anything else
-        the database refuses is narrowed down to the messages at fault.
+        Connection errors propagate (the caller retries the same batch later). Anything else
+        (the database refusing a row, a value the binary format cannot carry) is narrowed
+        down to the messages at fault, so one message can never stop the others.
         """
         try:
             return self._write(messages, derived, findings, summaries)
-        except psycopg.OperationalError:
+        except _CONNECTION_ERRORS:
             raise
-        except psycopg.Error:
+        except Exception:
             log.exception("batch of %d messages refused; writing one by one", len(messages))
-            self.connection.rollback()
-        result = self._write((), derived, findings, summaries)
+            self._rollback()
+        result = WriteResult()
+        try:
+            result = self._write((), derived, findings, summaries)
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception:
+            # Computed here, not received: dropping them loses no device data.
+            log.exception("%d derived rows and %d findings not stored", len(derived), len(findings))
+            self._rollback()
         for message in messages:
             try:
                 result.add(self._write((message,)))
-            except psycopg.OperationalError:
+            except _CONNECTION_ERRORS:
                 raise
-            except psycopg.Error as exc:
-                self.connection.rollback()
+            except Exception as exc:
+                self._rollback()
                 result.add(self._write((_refused(message, exc),)))
                 result.failed_messages += 1
         return result
+
+    def _rollback(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.rollback()
 
     def _write(
         self,
@@ -341,7 +358,7 @@ def _count_health(health: dict[str, list[object]], message: Decoded) -> None:
         entry[4] = message.skew_ms
 
 
-def _refused(message: Decoded, exc: psycopg.Error) -> Decoded:
+def _refused(message: Decoded, exc: Exception) -> Decoded:
     """The message as a quarantine entry: valid by the protocol, refused by the database."""
     rejection = Rejection(
         topic=message.topic,

@@ -78,6 +78,7 @@ HOSTILE: list[Bad] = [
     Bad("occ not 0/1", "mat-0001", "telemetry", _j(_sample(occ=2)), Reason.OUT_OF_RANGE),
     Bad("negative move", "mat-0001", "telemetry", _j(_sample(move=-1)), Reason.OUT_OF_RANGE),
     Bad("negative ts", "mat-0001", "telemetry", _j(_sample(ts=-5)), Reason.OUT_OF_RANGE),
+    Bad("seq past int8", "mat-0001", "telemetry", _j(_sample(seq=2**63)), Reason.OUT_OF_RANGE),
     Bad("70 KB payload", "mat-0001", "telemetry", _j(_sample(pad="x" * 70_000)), Reason.OVERSIZE),
     Bad(
         "10,000-sample batch",

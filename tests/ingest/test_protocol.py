@@ -150,3 +150,12 @@ def test_commands_to_devices_are_ignored(decoder: Decoder) -> None:
     out = decoder.decode(f"{PREFIX}/band-0001/cmd", b'{"type": "sos_ack"}', NOW_MS)
     assert out.records == []
     assert out.rejections == []
+
+
+def test_an_sos_with_a_bad_optional_field_keeps_its_own_time(decoder: Decoder) -> None:
+    payload = json.dumps({"type": "fall", "ts": NOW_MS - 600_000, "conf": 1.7}).encode()
+    out = decoder.decode(f"{PREFIX}/band-0001/event", payload, NOW_MS)
+    [event] = out.records
+    assert isinstance(event, DeviceEvent)
+    assert (event.type, event.ts_ms, event.degraded) == (EventType.FALL, NOW_MS - 600_000, True)
+    assert "fall kept with its own time" in out.rejections[0].detail

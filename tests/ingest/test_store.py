@@ -1,0 +1,39 @@
+"""The batch writer: a message the database cannot take is quarantined, the rest stored."""
+
+from __future__ import annotations
+
+import time
+
+from ingest.db import migrate
+from ingest.protocol import Decoded
+from ingest.records import Channel, DeviceId, MattressSample, ResidentId
+from ingest.store import Store
+from tests.support import query, settings_for
+
+NOW = int(time.time() * 1000)
+
+
+def message(seq: int, ts: int) -> Decoded:
+    sample = MattressSample(DeviceId("mat-0001"), ResidentId("r-0001"), ts, 60.0, 14.0, 2, 1, 90)
+    topic = "bedwatch/v1/mat-0001/telemetry"
+    return Decoded(
+        NOW, topic, b"{}", DeviceId("mat-0001"), Channel.TELEMETRY, [sample], [], seq=seq
+    )
+
+
+def test_a_value_the_column_cannot_hold_quarantines_its_message_only(database_url: str) -> None:
+    migrate(settings_for(database_url, "mqtt://127.0.0.1:1883", "x"))
+    store = Store(database_url)
+    store.open()
+    try:
+        # seq goes to an int8 column: 2**63 cannot be sent in binary COPY at all (an
+        # OverflowError in the client, not a database error).
+        result = store.write([message(7, NOW - 2000), message(2**63, NOW - 1000)])
+    finally:
+        store.close()
+    assert result.failed_messages == 1
+    assert query(database_url, "SELECT count(*) FROM mattress_samples") == [(1,)]
+    assert query(database_url, "SELECT last_seq FROM device_health") == [(7,)]
+    [(reason, detail)] = query(database_url, "SELECT reason, detail FROM quarantine")
+    assert reason == "store_failed"
+    assert "OverflowError" in detail or "out of range" in detail
