@@ -18,6 +18,10 @@ def step_event(
     kind = event.type
     if kind is EventType.SOS:
         sos = r.sos
+        if sos.first_ms >= 0 and ts == sos.last_ms:
+            # The press already counted, delivered again (a restart between detection and the
+            # broker's ack): the restored state remembers it.
+            return []
         if sos.first_ms < 0 or ts - sos.last_ms > s.sos_join_window_s * 1000:
             sos.first_ms, sos.presses = ts, 0
         sos.presses += 1

@@ -56,3 +56,15 @@ def test_low_battery_with_hysteresis() -> None:
     assert len(h.of(K.LOW_BATTERY)) == 1
     [cleared] = h.of(K.LOW_BATTERY, cleared=True)
     assert cleared.evidence == {"bat": 25}
+
+
+def test_an_sos_delivered_again_after_a_restart_is_not_a_second_press() -> None:
+    before = Harness()
+    press = event(NIGHT_MS, EventType.SOS)
+    before.feed([press])
+    after = Harness()
+    after.runner.restore(before.runner.snapshot())
+    after.feed([press])  # the broker redelivers what was detected but not yet acknowledged
+    assert after.findings == []
+    after.feed([event(NIGHT_MS + 30_000, EventType.SOS)])  # a real second press still counts
+    assert [f.evidence["presses"] for f in after.of(FindingKind.SOS)] == [2]
