@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from alerts import metrics as alert_metrics
 from alerts import store
-from alerts.config import AlertConfig
+from alerts.config import NEVER_MUTED, AlertConfig
 from alerts.delivery import Current, Sender
 from alerts.directory import Directory
 from alerts.links import Links
@@ -100,6 +100,12 @@ class Engine:
             outgoing = []
             if up.inserted:
                 await store.audit(conn, alert.id, now, SYSTEM, "opened", Via.SYSTEM)
+                outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
+            elif _new_emergency(alert, finding):
+                # Acknowledged but not resolved, and this is another press or fall, not a repeat
+                # of the one acknowledged: somebody must hear about it, so the ladder starts again.
+                alert = await store.reopen(conn, alert.id, finding, now)
+                await store.audit(conn, alert.id, now, SYSTEM, "re-opened", Via.SYSTEM)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
             elif alert.severity.rank < up.previous_severity.rank and alert.state is AlertState.OPEN:
                 await store.audit(
@@ -363,3 +369,11 @@ class Engine:
             self._on_sos_ack(device, alert.id)
         except Exception:
             log.exception("sos_ack for alert %s not published", alert.id)
+
+
+def _new_emergency(alert: Alert, finding: Finding) -> bool:
+    return (
+        alert.state is AlertState.ACKNOWLEDGED
+        and finding.kind in NEVER_MUTED
+        and finding.started_ms > alert.started_ms
+    )

@@ -65,6 +65,19 @@ class Upserted:
     previous_severity: Severity
 
 
+async def reopen(conn: AsyncConn, alert_id: AlertId, f: Finding, now_ms: int) -> Alert:
+    """An acknowledged alert that a new emergency makes open again, its ladder from the start."""
+    cur = await conn.execute(
+        "UPDATE alerts SET state = 'open', acked_at = NULL, acked_by = NULL, opened_at = %s,"
+        " started_at = %s, tier = 0, next_action_at = NULL"
+        f" WHERE id = %s RETURNING {ALERT_COLUMNS}",
+        (ts(now_ms), ts(f.started_ms), alert_id),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return alert_of(row)
+
+
 async def upsert_alert(conn: AsyncConn, f: Finding, now_ms: int) -> Upserted:
     """Open an alert, or join the open one (count, last seen, evidence, the graver severity)."""
     cur = await conn.execute(

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from alerts.model import AlertId, ContactId, Via
-from detectors.findings import FindingKind, Severity
+from detectors.findings import Finding, FindingKind, Severity
+from ingest.records import DeviceId
 from tests.alerts.harness import (
     DAY_MS,
     FakeClock,
@@ -349,4 +350,47 @@ def test_a_low_alert_is_recorded_for_the_digest_and_paged_to_nobody_by_default(
     assert smtp.to("wang@example.org") == []
     assert query(database_url, "SELECT kind, severity, state FROM alerts") == [
         ("apnea_index", "low", "open")
+    ]
+
+
+def test_a_new_sos_on_an_acknowledged_alert_pages_again_but_a_repeat_does_not(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            first = await engine.handle(sos(clock()))
+            await alerts.sender.idle()
+            assert first is not None
+            await engine.acknowledge(first, ContactId("c-zhang"), Via.API)
+            # A second press inside the join window repeats the acknowledged emergency.
+            repeat = Finding(
+                sos(clock()).resident_id,
+                FindingKind.SOS,
+                Severity.CRITICAL,
+                clock() + 30_000,
+                clock(),
+                device_id=DeviceId("band-0101"),
+            )
+            assert await engine.handle(repeat) == first
+            await alerts.sender.idle()
+            assert len(http.got("zhang")) == 1
+            clock.advance(3 * 3600)
+            again = await engine.handle(sos(clock()))
+            await alerts.sender.idle()
+            assert again == first  # the same alert, open again: latched until resolved
+            assert len(http.got("zhang")) == 2
+            clock.advance(121)
+            await step(alerts, engine)  # the ladder starts again: the doctor after 2 min
+            assert len(http.got("li")) == 1
+
+    asyncio.run(scenario())
+    assert query(database_url, "SELECT state, count FROM alerts") == [("open", 3)]
+    events = query(database_url, "SELECT action FROM alert_audit ORDER BY id")
+    assert [e for (e,) in events if e in ("opened", "acknowledged", "re-opened")] == [
+        "opened",
+        "acknowledged",
+        "re-opened",
     ]
