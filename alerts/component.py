@@ -230,12 +230,15 @@ class AlertsComponent:
 
     async def _fallback_loop(self) -> None:
         # Outside the engine's task group: it must keep working when the engine cannot start.
-        while True:
-            await asyncio.sleep(FALLBACK_CHECK_S)
-            try:
-                await self.fallback.check()
-            except Exception:
-                log.exception("direct paging failed")
+        try:
+            while True:
+                await asyncio.sleep(FALLBACK_CHECK_S)
+                try:
+                    await self.fallback.check()
+                except Exception:
+                    log.exception("direct paging failed")
+        finally:
+            await self.fallback.close()
 
     async def _run(self, service: Service) -> None:
         alerts = self.alerts = Alerts(

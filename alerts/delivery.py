@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -48,14 +49,16 @@ class Sender:
         self._clock = clock
         self._workers = workers
         self._rng = rng or random.Random()
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        # Critical first, then in order of submission: with every worker busy, an SOS is the
+        # next thing sent, however many reminders were queued before it.
+        self._queue: asyncio.PriorityQueue[tuple[bool, int, Outgoing]] = asyncio.PriorityQueue()
+        self._submitted = itertools.count()
         self.delivered = 0
         self.failed = 0
 
     def submit(self, rows: Iterable[Outgoing]) -> None:
-        # Critical first: with every worker busy, an SOS is the next thing sent.
-        for row in sorted(rows, key=lambda r: not r.critical):
-            self._queue.put_nowait(row)
+        for row in rows:
+            self._queue.put_nowait((not row.critical, next(self._submitted), row))
 
     async def idle(self) -> None:
         """Until every submitted row has been tried and recorded (for tests and draining)."""
@@ -68,7 +71,7 @@ class Sender:
 
     async def _send_loop(self) -> None:
         while True:
-            row = await self._queue.get()
+            _, _, row = await self._queue.get()
             try:
                 await self._send(row)
             except Exception:
@@ -78,6 +81,8 @@ class Sender:
                 self._queue.task_done()
 
     async def _send(self, row: Outgoing) -> None:
+        if row.alert_id is not None and not await self._still_open(row):
+            return
         contact = self._current.directory.contacts.get(row.contact_id)
         if contact is None or row.channel_index >= len(contact.channels):
             delivery = Delivery(False, 0.0, "contact or channel no longer in the registry", False)
@@ -103,6 +108,31 @@ class Sender:
             )
             if not delivery.ok:
                 await self._after_failure(conn, row, delivery)
+
+    async def _still_open(self, row: Outgoing) -> bool:
+        """A row may wait in the queue: an ack or resolve meanwhile cancels it here.
+
+        If the database cannot say, the row is sent: a page after an ack is a nuisance, a page
+        held back during an outage may be an emergency nobody hears about.
+        """
+        try:
+            async with self._pool.connection(timeout=2.0) as conn, conn.transaction():
+                cur = await conn.execute("SELECT state FROM alerts WHERE id = %s", (row.alert_id,))
+                found = await cur.fetchone()
+                if found is not None and found[0] == "open":
+                    return True
+                await store.record_result(
+                    conn,
+                    row.id,
+                    Result.CANCELLED,
+                    error="alert no longer open",
+                    retryable=False,
+                    duration_ms=0.0,
+                )
+        except Exception as exc:
+            log.warning("notification %s: alert state unknown (%s); sending", row.id, exc)
+            return True
+        return False
 
     async def _after_failure(self, conn: store.AsyncConn, row: Outgoing, d: Delivery) -> None:
         now = self._clock()

@@ -58,6 +58,7 @@ class EmergencyFallback:
         self._clock = clock
         self._grace_s = grace_s
         self._waiting: dict[Key, _Waiting] = {}
+        self._pages: set[asyncio.Task[None]] = set()
         self.paged = 0
 
     def watch(self, finding: Finding) -> None:
@@ -72,13 +73,26 @@ class EmergencyFallback:
     async def check(self) -> None:
         """Page whatever has waited past the grace period and was not paged yet."""
         now = time.monotonic()
-        due = [w for w in self._waiting.values() if not w.paged and now - w.since >= self._grace_s]
-        for waiting in due:
-            waiting.paged = True
-        # Side by side, so a hanging channel holds back no other page.
-        await asyncio.gather(*(self._page(w.finding) for w in due))
+        for waiting in self._waiting.values():
+            if not waiting.paged and now - waiting.since >= self._grace_s:
+                waiting.paged = True
+                # A task of its own, so a hanging channel holds back no later emergency.
+                task = asyncio.create_task(self._page(waiting.finding))
+                self._pages.add(task)
+                task.add_done_callback(self._pages.discard)
+
+    async def close(self) -> None:
+        for task in list(self._pages):
+            task.cancel()
+        await asyncio.gather(*self._pages, return_exceptions=True)
 
     async def _page(self, finding: Finding) -> None:
+        try:
+            await self._page_tier_one(finding)
+        except Exception:
+            log.exception("direct page for %s of %s failed", finding.kind, finding.resident_id)
+
+    async def _page_tier_one(self, finding: Finding) -> None:
         current = self._current()
         resident = current.directory.residents.get(finding.resident_id) if current else None
         if current is None or resident is None:

@@ -394,3 +394,36 @@ def test_a_new_sos_on_an_acknowledged_alert_pages_again_but_a_repeat_does_not(
         "acknowledged",
         "re-opened",
     ]
+
+
+def test_an_ack_cancels_messages_still_waiting_for_a_sender(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    # One sender, held by a hanging channel: the other contacts' messages wait in its queue.
+    text = site(
+        [
+            contact("c-hang", "care_staff", [http.url("hang", "hang")]),
+            contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+            contact("c-wu", "care_staff", [http.url("ok", "wu")]),
+        ],
+        ["c-hang", "c-zhang", "c-wu"],
+    )
+    settings = prepare(database_url, text, delivery_timeout_s=1.5, max_parallel_deliveries=1)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            alert = await engine.handle(sos(DAY_MS))
+            assert alert is not None
+            await asyncio.sleep(0.3)  # the sender is stuck on the hanging channel
+            await engine.acknowledge(alert, ContactId("c-hang"), Via.API)
+            await alerts.sender.idle()
+
+    asyncio.run(scenario())
+    assert http.got("zhang") == []
+    assert http.got("wu") == []
+    results = query(
+        database_url,
+        "SELECT contact_id, result FROM notifications WHERE contact_id <> 'c-hang' ORDER BY 1",
+    )
+    assert results == [("c-wu", "cancelled"), ("c-zhang", "cancelled")]
