@@ -14,7 +14,7 @@ from alerts import metrics as alert_metrics
 from alerts import store
 from alerts.config import NEVER_MUTED, AlertConfig
 from alerts.delivery import Current, Sender
-from alerts.directory import Directory
+from alerts.directory import Directory, load_directory
 from alerts.links import Links
 from alerts.messages import render
 from alerts.model import Alert, AlertId, AlertState, Contact, ContactId, Outgoing, Reason, Via
@@ -85,7 +85,15 @@ class Engine:
     async def handle(self, finding: Finding) -> AlertId | None:
         """One finding through the pipeline; the id of the alert it opened or joined."""
         if finding.resident_id not in self.directory.residents:
-            return None
+            # Registered since the routing was last loaded (it reloads every few seconds).
+            async with self._pool.connection() as conn:
+                self.current.directory = await load_directory(conn)
+            if finding.resident_id not in self.directory.residents:
+                if finding.kind in NEVER_MUTED and not finding.cleared:
+                    # Raised, so the caller keeps it and tries again: never dropped silently.
+                    raise LookupError(f"{finding.kind} for unknown resident {finding.resident_id}")
+                log.warning("%s for unknown resident %s", finding.kind, finding.resident_id)
+                return None
         received = time.perf_counter()
         now = self.clock()
         async with self._pool.connection() as conn, conn.transaction():

@@ -6,11 +6,13 @@ import asyncio
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from alerts.model import AlertId, ContactId, Via
 from detectors.findings import Finding, FindingKind, Severity
-from ingest.records import DeviceId
+from ingest.records import DeviceId, ResidentId
+from ingest.registry import parse_site, store_site
 from tests.alerts.harness import (
     DAY_MS,
     FakeClock,
@@ -427,3 +429,33 @@ def test_an_ack_cancels_messages_still_waiting_for_a_sender(
         "SELECT contact_id, result FROM notifications WHERE contact_id <> 'c-hang' ORDER BY 1",
     )
     assert results == [("c-wu", "cancelled"), ("c-zhang", "cancelled")]
+
+
+def test_an_sos_for_a_resident_registered_after_start_is_alerted(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+    newcomer = standard_site(http, smtp).replace('"r-0101"', '"r-0202"').replace("-0101", "-0202")
+
+    async def scenario() -> AlertId | None:
+        async with running(settings, clock) as (alerts, engine):
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                store_site(conn, parse_site(newcomer))
+            press = sos(clock())
+            alert = await engine.handle(
+                Finding(
+                    ResidentId("r-0202"),
+                    press.kind,
+                    press.severity,
+                    press.at_ms,
+                    press.started_ms,
+                    device_id=DeviceId("band-0202"),
+                )
+            )
+            await alerts.sender.idle()
+            return alert
+
+    assert asyncio.run(scenario()) is not None
+    assert query(database_url, "SELECT resident_id, kind FROM alerts") == [("r-0202", "sos")]
+    assert len(http.got("zhang")) == 1
