@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
+import psycopg
 import pytest
+from psycopg import sql
 
 from ingest.db import connect, has_timescaledb, load_migrations, migrate
 from tests.support import query, settings_for
@@ -72,3 +76,28 @@ def test_hypertables_with_timescaledb(database_url: str) -> None:
         "device_events",
         "device_status",
     } <= hypertables
+
+
+def test_read_only_roles_cannot_read_secrets(database_url: str) -> None:
+    reader = f"bw_reader_{uuid.uuid4().hex[:8]}"
+    owner = query(database_url, "SELECT current_user")[0][0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        # What deploy/timescaledb/grafana-reader.psql does before the service first starts.
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(reader)))
+        conn.execute(
+            sql.SQL(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}"
+            ).format(sql.Identifier(owner), sql.Identifier(reader))
+        )
+    try:
+        migrate(settings_for(database_url, "mqtt://127.0.0.1:1883", "x"))
+        url = database_url.replace("postgres@", f"{reader}@", 1)
+        with psycopg.connect(url) as conn:
+            conn.execute("SELECT count(*) FROM alerts")
+        for private in ("alert_keys", "contact_tokens", "notifications"):
+            with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(private)))
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(reader)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(reader)))
