@@ -83,11 +83,20 @@ def _returned(e: ExitState, sample: MattressSample) -> list[Finding]:
 
 
 def exit_deadline_ms(exit_ms: int, s: DetectorSettings, zone: ZoneInfo) -> int:
-    """When an exit at `exit_ms` becomes a finding, or -1 when it is outside the night window."""
+    """When an exit at `exit_ms` becomes a finding, or -1 when the absence is not the night's.
+
+    It is when either the exit or its deadline falls in the night window: leaving at 20:58 and
+    lying on the floor at 21:18 is a night-time exit with no return like any other.
+    """
+    deadline = exit_ms + int(s.exit_return_window_s * 1000)
+    in_night = _in_night(exit_ms, s, zone) or _in_night(deadline, s, zone)
+    return deadline if in_night else -1
+
+
+def _in_night(ms: int, s: DetectorSettings, zone: ZoneInfo) -> bool:
     start, end = s.local_time("night_start_local"), s.local_time("night_end_local")
-    tod = datetime.fromtimestamp(exit_ms / 1000, zone).time()
-    inside = (tod >= start or tod < end) if start > end else (start <= tod < end)
-    return exit_ms + int(s.exit_return_window_s * 1000) if inside else -1
+    tod = datetime.fromtimestamp(ms / 1000, zone).time()
+    return (tod >= start or tod < end) if start > end else (start <= tod < end)
 
 
 def step_immobile(m: MattressState, sample: MattressSample, s: DetectorSettings) -> list[Finding]:

@@ -84,3 +84,14 @@ def test_a_movement_restarts_the_immobile_clock() -> None:
     h.feed(seconds(NIGHT_MS + 5_000_000, 1, move=15))
     h.feed(seconds(NIGHT_MS + 5_001_000, 5000, move=0))
     assert h.of(K.IMMOBILE) == []
+
+
+def test_an_exit_just_before_the_night_whose_deadline_falls_in_it_fires() -> None:
+    evening = NIGHT_MS - 2 * 3600_000  # 21:00 local
+    h = Harness()
+    out = exit_at(h, evening - 3 * 60_000, 1300)  # out at 20:58, not back by 21:18
+    [f] = h.of(K.BED_EXIT_NO_RETURN)
+    assert (f.started_ms, f.at_ms) == (out, out + 1_200_000)
+    early = Harness()
+    exit_at(early, evening - 31 * 60_000, 1300)  # out at 20:30: its 20 min end at 20:50
+    assert early.of(K.BED_EXIT_NO_RETURN) == []
