@@ -100,6 +100,17 @@ class DetectorRunner:
     def snapshot(self) -> bytes:
         return snapshot.dumps({str(rid): state for rid, state in self._states.items()})
 
+    def resume(self, now_ms: int) -> None:
+        """After a restore: the service's own downtime is not the devices' silence.
+
+        Their messages waited at the broker meanwhile, so each device's silence clock starts
+        again now instead of firing at the first tick for every device at once.
+        """
+        for state in self._states.values():
+            for live in state.silence.values():
+                if not live.silent:
+                    live.last_rx_ms = max(live.last_rx_ms, now_ms)
+
     def restore(self, blob: bytes) -> None:
         states = snapshot.loads(blob, ResidentState)
         self._states = {ResidentId(rid): st for rid, st in states.items()}

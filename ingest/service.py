@@ -187,6 +187,7 @@ class Service:
         if blob is not None:
             try:
                 self.detectors.restore(blob)
+                self.detectors.resume(self.clock())
             except ValueError as exc:
                 log.warning("detector state not restored, starting afresh: %s", exc)
         self._store.open()

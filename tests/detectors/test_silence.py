@@ -56,3 +56,17 @@ def test_a_run_cut_by_silence_does_not_fire_later() -> None:
     assert h.of(K.VITALS_ABSENT) == []
     h.feed([mat(back + 59_000, hr=None)])
     assert len(h.of(K.VITALS_ABSENT)) == 1
+
+
+def test_a_restart_longer_than_the_limit_does_not_make_every_device_silent() -> None:
+    before = Harness()
+    before.feed(seconds(NIGHT_MS, 10))
+    before.runner.tick(NIGHT_MS + 10_000)
+    after = Harness()
+    after.runner.restore(before.runner.snapshot())
+    back_ms = NIGHT_MS + 10 * 60_000  # the service was down for ten minutes
+    after.runner.resume(back_ms)
+    after.runner.tick(back_ms + 1000)
+    assert after.of(FindingKind.DEVICE_SILENT) == []
+    after.runner.tick(back_ms + 301_000)  # and a device that really stays silent still is
+    assert [f.device_id for f in after.of(FindingKind.DEVICE_SILENT)] == ["mat-0001"]
