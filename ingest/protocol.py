@@ -31,6 +31,8 @@ from ingest.records import (
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 WAVE_MAX_BLOCK_S = 10.0
+# How far a sample may lie after the middle one of its batch: 120 samples 1 s apart, with gaps.
+BATCH_SPAN_LIMIT_MS = 600_000
 _INT32 = 2**31
 _MAX_TS = 2**53
 _NUMBER = (int, float)
@@ -198,19 +200,30 @@ class Decoder:
         if not samples:
             return samples
         samples.sort(key=_BY_TIME)  # in order already, as a rule: one linear pass
-        skew = self._skew(samples[-1].ts_ms, now_ms)
+        # A sample far later than the middle of its batch is that sample's fault alone; the
+        # clock's skew is judged by the latest of the rest, as a batch spans seconds to minutes.
+        wild_after = samples[len(samples) // 2].ts_ms + BATCH_SPAN_LIMIT_MS
+        kept: list[MattressSample] = []
+        for i, s in enumerate(samples):
+            if s.ts_ms > wild_after:
+                errors.append(
+                    (i, _Invalid(Reason.OUT_OF_RANGE, f"ts {s.ts_ms} is far ahead of its batch"))
+                )
+            else:
+                kept.append(s)
+        skew = self._skew(kept[-1].ts_ms, now_ms)
         if skew:
             out.skew_ms = skew
-            samples = [_shift(s, skew) for s in samples]
-        kept: list[MattressSample] = []
+            kept = [_shift(s, skew) for s in kept]
+        fresh: list[MattressSample] = []
         last = -1
-        for i, s in enumerate(samples):
+        for i, s in enumerate(kept):
             if s.ts_ms < now_ms - self.stale_after_ms:
                 errors.append((i, _Invalid(Reason.STALE, f"ts {s.ts_ms} is too old")))
             elif s.ts_ms != last:  # a batch repeating a timestamp: keep the first
-                kept.append(s)
+                fresh.append(s)
                 last = s.ts_ms
-        return kept
+        return fresh
 
     def _wristband(
         self, out: Decoded, obj: dict[str, Any], info: DeviceInfo, now_ms: EpochMs

@@ -159,3 +159,19 @@ def test_an_sos_with_a_bad_optional_field_keeps_its_own_time(decoder: Decoder) -
     assert isinstance(event, DeviceEvent)
     assert (event.type, event.ts_ms, event.degraded) == (EventType.FALL, NOW_MS - 600_000, True)
     assert "fall kept with its own time" in out.rejections[0].detail
+
+
+def test_one_wild_timestamp_in_a_good_batch_is_that_samples_fault_alone(
+    decoder: Decoder,
+) -> None:
+    samples = [
+        {"ts": NOW_MS - (9 - i) * 1000, "hr": 60, "rr": 14, "move": 0, "occ": 1, "sq": 90}
+        for i in range(10)
+    ]
+    samples[4]["ts"] = NOW_MS + 30 * 86_400_000  # one sample stamped a month ahead
+    payload = json.dumps({"samples": samples}).encode()
+    out = decoder.decode(f"{PREFIX}/mat-0001/telemetry", payload, NOW_MS)
+    assert out.skew_ms is None
+    assert len(out.records) == 9
+    assert [r.reason for r in out.rejections] == [Reason.OUT_OF_RANGE]
+    assert "1 of 10 samples" in out.rejections[0].detail
