@@ -169,8 +169,11 @@ class DetectorRunner:
         if sample.ts_ms <= b.last_ts_ms:
             return []
         b.last_ts_ms = sample.ts_ms
-        # With a pad, the band's heart rate counts in bed only, as DESIGN.md asks.
-        in_bed = r.in_bed or not config.has_kind(DeviceKind.MATTRESS)
+        # With a pad, the band's heart rate counts in bed only, as DESIGN.md asks; with every
+        # pad silent or offline, nothing says where the resident is and the band is the only eye.
+        pads = [d for d, kind in config.devices.items() if kind is DeviceKind.MATTRESS]
+        pads_dark = all(r.liveness(d).silent for d in pads)
+        in_bed = r.in_bed or pads_dark
         out = step_wristband(r, b, sample, config.settings, in_bed=in_bed)
         out += step_band_housekeeping(b, sample, config.settings)
         return out

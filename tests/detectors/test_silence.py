@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors.findings import FindingKind, Severity
 from ingest.records import DeviceStatus, StatusState
-from tests.detectors.helpers import MAT, NIGHT_MS, RID, Harness, mat, seconds
+from tests.detectors.helpers import MAT, NIGHT_MS, RID, Harness, band, mat, seconds
 
 K = FindingKind
 
@@ -70,3 +70,13 @@ def test_a_restart_longer_than_the_limit_does_not_make_every_device_silent() -> 
     assert after.of(FindingKind.DEVICE_SILENT) == []
     after.runner.tick(back_ms + 301_000)  # and a device that really stays silent still is
     assert [f.device_id for f in after.of(FindingKind.DEVICE_SILENT)] == ["mat-0001"]
+
+
+def test_with_the_pad_silent_the_band_heart_rate_still_counts() -> None:
+    h = Harness()
+    h.feed(seconds(NIGHT_MS, 10, occ=0, hr=None, rr=None, sq=2))  # out of bed, then the pad dies
+    h.runner.tick(NIGHT_MS + 10_000 + 301_000)
+    assert [f.kind for f in h.findings] == [FindingKind.DEVICE_SILENT]
+    start = NIGHT_MS + 320_000
+    h.feed([band(start + i * 30_000, hr=35) for i in range(10)])  # 5 min of heart rate 35
+    assert h.of(FindingKind.HEART_RATE)
