@@ -26,6 +26,8 @@ FROM mattress_samples
 WHERE source = 'device'
 GROUP BY bucket, device_id, resident_id
 WITH NO DATA;
-SELECT add_continuous_aggregate_policy('mattress_1m', start_offset => INTERVAL '2 hours',
+-- Late data is accepted for 7 days (ingest.stale_after_s), so the refresh window reaches that
+-- far back; TimescaleDB re-materialises only the buckets that late rows invalidated.
+SELECT add_continuous_aggregate_policy('mattress_1m', start_offset => INTERVAL '8 days',
     end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute',
     if_not_exists => TRUE);
