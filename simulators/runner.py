@@ -17,6 +17,8 @@ from simulators.site import residents_of
 
 log = logging.getLogger(__name__)
 
+WINDOW_TAIL_MS = 1000  # > the largest transmit latency the streams add (under 300 ms)
+
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
@@ -176,9 +178,10 @@ def _drive(
     barrier.wait()
     while loop.clock.now_ms() < end_ms and not stop.is_set():
         loop.step(until_ms=end_ms)
-    if not stop.is_set():
-        # A loop running behind may pass end_ms with messages of the window still due: send them.
-        loop.step(until_ms=end_ms, max_wait_s=0)
+    # Messages of the window's last samples go out a little after it (their transmit latency),
+    # and a loop running behind may pass end_ms with some still due: play the short tail too.
+    while not stop.is_set() and loop.clock.now_ms() < end_ms + WINDOW_TAIL_MS:
+        loop.step()
     deadline = time.monotonic() + config.drain_timeout_s
     while loop.stats.acked < loop.stats.published and time.monotonic() < deadline:
         loop.step(until_ms=end_ms)

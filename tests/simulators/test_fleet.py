@@ -100,14 +100,17 @@ def test_what_arrives_is_exactly_what_the_generator_made(
 ) -> None:
     config = _config(listener, beds=3, truth_path=tmp_path / "truth.jsonl")
     result = run_fleet(config)
-    time.sleep(0.5)
     expected = Counter(
         (m.device_id, m.channel, m.payload) for n in build_nights(config) for m in n.messages()
     )
-    got = Counter((d, c, p) for d, c, p, _ in listener.got)
-    assert got == expected
     assert result.stats.devices == 6
     assert result.stats.acked == result.stats.published == sum(expected.values())
+    # Acked by the broker is not yet delivered to the listener: wait for it, bounded.
+    deadline = time.monotonic() + 10
+    while len(listener.got) < sum(expected.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    got = Counter((d, c, p) for d, c, p, _ in listener.got)
+    assert got == expected
     assert result.stats.samples > 3 * 1100
     lines = list(read_truth(tmp_path / "truth.jsonl"))
     assert [x["resident_id"] for x in lines] == ["r-0001", "r-0002", "r-0003"]
