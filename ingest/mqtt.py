@@ -47,10 +47,6 @@ class MqttSession:
         self.last_error: str | None = None
         self._client = self._make_client()
 
-    @property
-    def generation(self) -> int:
-        return self._generation
-
     def _make_client(self) -> paho.Client:
         s = self._settings
         protocol = paho.MQTTv5 if s.protocol == 5 else paho.MQTTv311

@@ -21,8 +21,8 @@ from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, pr
 from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
 from ingest.intake import Held, InOrder, Intake, wall_ms
 from ingest.mqtt import MqttSession
-from ingest.protocol import Decoder, DeviceInfo
-from ingest.records import DeviceId, MattressSample, Record
+from ingest.protocol import Decoder
+from ingest.records import MattressSample, Record
 from ingest.registry import load_devices, registry_version
 from ingest.settings import Settings
 from ingest.store import Store, WriteResult
@@ -44,9 +44,7 @@ class Stats:
     flushes: int = 0
     written: WriteResult = field(default_factory=WriteResult)
     acked: int = 0
-    last_flush_s: float = 0.0
     write_errors: int = 0
-    flush_seconds: list[float] = field(default_factory=list)
 
 
 class Component(Protocol):
@@ -123,10 +121,6 @@ class Service:
                 component.on_finding(finding)
             except Exception:
                 log.exception("%s failed on a %s finding", component.name, finding.kind)
-
-    @property
-    def devices(self) -> dict[DeviceId, DeviceInfo]:
-        return dict(self._decoder.devices)
 
     async def run(self) -> None:
         settings = self.settings
@@ -234,9 +228,6 @@ class Service:
         self.stats.flushes += 1
         self.stats.acked += len(held)
         self.stats.written.add(result)
-        self.stats.last_flush_s = elapsed
-        if len(self.stats.flush_seconds) < 100_000:
-            self.stats.flush_seconds.append(elapsed)
 
     def _write_until_stored(
         self,

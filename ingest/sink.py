@@ -22,13 +22,3 @@ class RecordSink(Protocol):
 
     def tick(self, now_ms: EpochMs) -> None:
         """The service clock, about once a second: only `device_silent` may use it."""
-
-
-class NullSink:
-    """A sink that drops everything: ingest without detection."""
-
-    def accept(self, records: Sequence[Record], received_at_ms: EpochMs) -> None:
-        del records, received_at_ms
-
-    def tick(self, now_ms: EpochMs) -> None:
-        del now_ms

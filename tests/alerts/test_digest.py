@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
@@ -32,18 +32,6 @@ TEAM = ["c-zhang", "d-li", "d-chen", "f-wang"]
 def at(day: int, hour: int, minute: int = 0) -> int:
     """Epoch ms of a local time in Shanghai, November 2025."""
     return int(datetime(2025, 11, day, hour, minute, tzinfo=SHANGHAI).timestamp() * 1000)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    with SmtpReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as receiver:
-        yield receiver
 
 
 def digest_site(http: HttpReceiver, smtp: SmtpReceiver, alerts_toml: str = "") -> str:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 
 from alerts.model import AlertId, ContactId, Via
 from detectors.findings import Finding, FindingKind, Severity
@@ -28,18 +26,6 @@ from tests.alerts.receivers import HttpReceiver, SmtpReceiver
 from tests.support import query
 
 TEAM = ["c-zhang", "f-wang", "d-li", "e-centre"]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpReceiver]:
-    with SmtpReceiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def http() -> Iterator[HttpReceiver]:
-    with HttpReceiver() as receiver:
-        yield receiver
 
 
 def standard_site(http: HttpReceiver, smtp: SmtpReceiver, alerts_toml: str = "") -> str:
