@@ -209,6 +209,8 @@ class AlertsComponent:
         return self._clock()  # the service's clock, known once run() has started
 
     def on_finding(self, finding: Finding) -> None:
+        if finding.late:
+            return  # about the past: stored and in the digest; the live data pages for now
         self.fallback.watch(finding)
         self._shards[hash(finding.resident_id) % SHARDS].put_nowait(finding)
 

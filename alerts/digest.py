@@ -57,6 +57,7 @@ class Seen:
     kind: FindingKind
     count: int
     evidence: Mapping[str, object]
+    latest_ms: int | None = None  # when the latest one happened (device time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +73,12 @@ class ResidentDay:
     low: tuple[Seen, ...]
     changes: tuple[SleepChange, ...]
     alerts: Mapping[Severity, int]  # alerts above low severity opened in the period
+    late: tuple[Seen, ...] = ()  # findings in late data (a device's backlog), any severity
 
     @property
     def items(self) -> int:
-        return sum(s.count for s in self.low) + len(self.changes) + sum(self.alerts.values())
+        seen = sum(s.count for s in self.low) + sum(s.count for s in self.late)
+        return seen + len(self.changes) + sum(self.alerts.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,7 @@ async def gather(
     """The digest's content, read from night summaries, findings and alerts."""
     ids = [r.id for r in residents]
     nights = await _nights(conn, ids, day)
-    low, changes = await _findings(conn, ids, since, until)
+    low, late, changes = await _findings(conn, ids, since, until)
     alerts = await _alerts(conn, ids, since, until)
     days = [
         ResidentDay(
@@ -272,6 +275,7 @@ async def gather(
             tuple(low.get(r.id, ())),
             tuple(changes.get(r.id, ())),
             alerts.get(r.id, {}),
+            tuple(late.get(r.id, ())),
         )
         for r in residents
     ]
@@ -317,16 +321,21 @@ async def _nights(
 
 async def _findings(
     conn: store.AsyncConn, ids: list[ResidentId], since: int, until: int
-) -> tuple[dict[ResidentId, list[Seen]], dict[ResidentId, list[SleepChange]]]:
+) -> tuple[
+    dict[ResidentId, list[Seen]], dict[ResidentId, list[Seen]], dict[ResidentId, list[SleepChange]]
+]:
+    """Low findings of the period; findings of any severity in late data (a backlog a device
+    uploaded after its newer data) that reached the service in the period; sleep changes."""
     cur = await conn.execute(
-        "SELECT resident_id, kind, evidence FROM findings WHERE resident_id = ANY(%s)"
-        " AND severity = 'low' AND NOT cleared AND at >= %s AND at < %s ORDER BY at, id",
-        (ids, store.ts(since), store.ts(until)),
+        "SELECT resident_id, kind, evidence, late, at FROM findings WHERE resident_id = ANY(%s)"
+        " AND NOT cleared AND ((severity = 'low' AND NOT late AND at >= %s AND at < %s)"
+        " OR (late AND detected_at >= %s AND detected_at < %s)) ORDER BY at, id",
+        (ids, store.ts(since), store.ts(until), store.ts(since), store.ts(until)),
     )
-    counts: dict[ResidentId, Counter[FindingKind]] = {}
-    latest: dict[tuple[ResidentId, FindingKind], Mapping[str, object]] = {}
+    counts: dict[tuple[ResidentId, bool], Counter[FindingKind]] = {}
+    latest: dict[tuple[ResidentId, bool, FindingKind], tuple[Mapping[str, object], int]] = {}
     changes: dict[ResidentId, list[SleepChange]] = {}
-    for rid, kind_text, raw in await cur.fetchall():
+    for rid, kind_text, raw, late, when in await cur.fetchall():
         try:
             kind = FindingKind(kind_text)
         except ValueError:
@@ -335,13 +344,12 @@ async def _findings(
         if kind is FindingKind.SLEEP_CHANGE:
             changes.setdefault(rid, []).append(_change(evidence))
             continue
-        counts.setdefault(rid, Counter())[kind] += 1
-        latest[rid, kind] = evidence
-    low = {
-        rid: [Seen(k, c[k], latest[rid, k]) for k in FindingKind if k in c]
-        for rid, c in counts.items()
-    }
-    return low, changes
+        counts.setdefault((rid, late), Counter())[kind] += 1
+        latest[rid, late, kind] = evidence, store.ms(when)
+    seen: tuple[dict[ResidentId, list[Seen]], dict[ResidentId, list[Seen]]] = ({}, {})
+    for (rid, late), c in counts.items():
+        seen[late][rid] = [Seen(k, c[k], *latest[rid, late, k]) for k in FindingKind if k in c]
+    return seen[0], seen[1], changes
 
 
 def _change(evidence: Mapping[str, object]) -> SleepChange:

@@ -159,6 +159,10 @@ def _resident_block(d: ResidentDay, *, zh: bool) -> str:
     if d.low:
         seen = ("；" if zh else "; ").join(_seen(s, zh=zh) for s in d.low)
         lines.append(("关注：" if zh else "Low: ") + seen)
+    if d.late:
+        # About the past, so each says when: the latest of its kind, in the resident's time.
+        seen = ("；" if zh else "; ").join(_seen(s, zh=zh, timezone=r.timezone) for s in d.late)
+        lines.append(("补传数据中发现：" if zh else "In data uploaded late: ") + seen)
     lines += [_change_line(c, zh=zh) for c in d.changes]
     lines.append(_alert_line(d.alerts, zh=zh))
     return "\n".join(lines)
@@ -190,10 +194,12 @@ def _night_lines(night: Night | None, timezone: str, *, zh: bool) -> list[str]:
     ]
 
 
-def _seen(seen: Seen, *, zh: bool) -> str:
+def _seen(seen: Seen, *, zh: bool, timezone: str | None = None) -> str:
     i = 0 if zh else 1
     what = WHAT.get(seen.kind, (seen.kind.value, seen.kind.value))[i]
     times = f" ×{seen.count}" if seen.count > 1 else ""
+    if timezone is not None and seen.latest_ms is not None:
+        times += f" {_local(seen.latest_ms, timezone)}"
     known = [EVIDENCE[k][i].format(_num(seen.evidence[k])) for k in EVIDENCE if k in seen.evidence]
     if not known:
         return what + times

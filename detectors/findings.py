@@ -49,7 +49,8 @@ class Finding:
 
     `at_ms` is the device time at which the detector decided; `started_ms` the device time at
     which the condition began (the start of the window that triggered it). `evidence` holds the
-    values and window behind the decision, JSON-serialisable.
+    values and window behind the decision, JSON-serialisable. `late`: found in data that arrived
+    after newer data of the same device (a store-and-forward backlog), so it is about the past.
     """
 
     resident_id: ResidentId
@@ -60,3 +61,4 @@ class Finding:
     cleared: bool = False
     device_id: DeviceId | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
+    late: bool = False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from detectors import silence, snapshot
 from detectors.baseline import judge_night
@@ -33,12 +34,29 @@ from ingest.records import (
 log = logging.getLogger(__name__)
 
 
+# A late lane nobody has fed for this long (receive time) is forgotten.
+LATE_LANE_IDLE_MS = 600_000
+
+
+@dataclass(slots=True)
+class LateLane:
+    """A resident's late data (a store-and-forward backlog), analysed apart from the live state."""
+
+    state: ResidentState
+    used_ms: int
+
+
 class DetectorRunner:
     """One state per resident, advanced by records in device time (and `tick` for silence).
 
     Synchronous and non-blocking, as ingest's RecordSink asks. Findings go to `on_finding` in
     the order they are decided; samples computed from waveforms to `on_derived` (ingest stores
     them with source `wave`); closed nights to `on_summary`.
+
+    Late data (`accept_late`) runs through a state of its own per resident, a late lane, that
+    starts empty: the vitals, pauses, exits and immobility in it are found as they would have
+    been live, and the findings are marked `late`. The lane touches nothing of the live state:
+    not device silence, not the night being summarised, not the open episodes.
     """
 
     def __init__(
@@ -51,6 +69,7 @@ class DetectorRunner:
     ) -> None:
         self._residents: dict[ResidentId, ResidentConfig] = {}
         self._states: dict[ResidentId, ResidentState] = {}
+        self._late: dict[ResidentId, LateLane] = {}
         self._on_finding = on_finding
         self._on_derived = on_derived
         self._on_summary = on_summary
@@ -62,15 +81,36 @@ class DetectorRunner:
 
     def accept(self, records: Sequence[Record], received_at_ms: int) -> None:
         for record in records:
-            rid = record.resident_id
-            config = self._residents.get(rid) if rid is not None else None
-            if config is None or rid is None:
+            config = self._config_of(record)
+            if config is None:
                 continue
+            rid = config.resident_id
             state = self._states.get(rid)
             if state is None:
                 state = self._states[rid] = ResidentState()
             for finding in self._dispatch(config, state, record, received_at_ms):
                 self._on_finding(finding)
+
+    def accept_late(self, records: Sequence[Record], received_at_ms: int) -> None:
+        idle = [k for k, v in self._late.items() if received_at_ms - v.used_ms > LATE_LANE_IDLE_MS]
+        for key in idle:
+            del self._late[key]
+        for record in records:
+            config = self._config_of(record)
+            if config is None:
+                continue
+            rid = config.resident_id
+            lane = self._late.get(rid)
+            if lane is None or _before_lane(lane.state, record):
+                # A first backlog, or one older than the lane has reached: start afresh.
+                lane = self._late[rid] = LateLane(ResidentState(), received_at_ms)
+            lane.used_ms = received_at_ms
+            for finding in self._late_dispatch(config, lane.state, record):
+                self._on_finding(replace(finding, late=True))
+
+    def _config_of(self, record: Record) -> ResidentConfig | None:
+        rid = record.resident_id
+        return self._residents.get(rid) if rid is not None else None
 
     def tick(self, now_ms: int) -> None:
         """The service clock: devices not heard from for their limit are silent."""
@@ -137,8 +177,27 @@ class DetectorRunner:
             out += step_event(r, r.band(record.device_id), record, config.settings)
         return out
 
+    def _late_dispatch(
+        self, config: ResidentConfig, r: ResidentState, record: Record
+    ) -> list[Finding]:
+        # Status and events are not late data: liveness is about now, and events have their
+        # own identity check in ingest. Battery and strap housekeeping speak of the device now.
+        kind = type(record)
+        if kind is MattressSample:
+            return self._mattress(config, r, record, nights=False)  # type: ignore[arg-type]
+        if kind is WaveBlock:
+            return self._wave(config, r, record)  # type: ignore[arg-type]
+        if kind is WristbandSample:
+            return self._band(config, r, record, housekeeping=False)  # type: ignore[arg-type]
+        return []
+
     def _mattress(
-        self, config: ResidentConfig, r: ResidentState, sample: MattressSample
+        self,
+        config: ResidentConfig,
+        r: ResidentState,
+        sample: MattressSample,
+        *,
+        nights: bool = True,
     ) -> list[Finding]:
         if sample.source is not SampleSource.DEVICE:
             return []  # our own derived samples, handed back: not evidence twice
@@ -155,6 +214,8 @@ class DetectorRunner:
         out += step_rr_pause(r, m, sample, s)
         out += step_exit(r, m, sample, s, config.zone)
         out += step_immobile(m, sample, s)
+        if not nights:
+            return out
         summary = step_night(
             r.night, config.resident_id, sample, mattress_valid(sample, s), s, config.zone
         )
@@ -163,7 +224,12 @@ class DetectorRunner:
         return out
 
     def _band(
-        self, config: ResidentConfig, r: ResidentState, sample: WristbandSample
+        self,
+        config: ResidentConfig,
+        r: ResidentState,
+        sample: WristbandSample,
+        *,
+        housekeeping: bool = True,
     ) -> list[Finding]:
         b = r.band(sample.device_id)
         if sample.ts_ms <= b.last_ts_ms:
@@ -175,7 +241,8 @@ class DetectorRunner:
         pads_dark = all(r.liveness(d).silent for d in pads)
         in_bed = r.in_bed or pads_dark
         out = step_wristband(r, b, sample, config.settings, in_bed=in_bed)
-        out += step_band_housekeeping(b, sample, config.settings)
+        if housekeeping:
+            out += step_band_housekeeping(b, sample, config.settings)
         return out
 
     def _wave(self, config: ResidentConfig, r: ResidentState, block: WaveBlock) -> list[Finding]:
@@ -252,3 +319,14 @@ class DetectorRunner:
         if self._on_summary is not None:
             self._on_summary(summary)
         return judge_night(summary, r.history, at_ms, config.settings)
+
+
+def _before_lane(r: ResidentState, record: Record) -> bool:
+    """Whether a late record is older than what the lane has already analysed for its device."""
+    if isinstance(record, MattressSample):
+        m = r.mattresses.get(record.device_id)
+        return m is not None and record.ts_ms <= m.last_ts_ms
+    if isinstance(record, WristbandSample):
+        b = r.bands.get(record.device_id)
+        return b is not None and record.ts_ms <= b.last_ts_ms
+    return False

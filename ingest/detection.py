@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 SNAPSHOT_ID = "service"
 
 INSERT_FINDING = """
-INSERT INTO findings (resident_id, device_id, kind, severity, at, started_at, cleared, evidence)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""
+INSERT INTO findings
+    (resident_id, device_id, kind, severity, at, started_at, cleared, evidence, late)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
 
 
 def load_resident_configs(
@@ -59,6 +60,7 @@ def finding_row(f: Finding) -> tuple[object, ...]:
         ms_to_datetime(f.started_ms),
         f.cleared,
         json.dumps(dict(f.evidence), default=str),
+        f.late,
     )
 
 

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ingest.protocol import Decoded, Decoder
-from ingest.records import Channel, DeviceId, EpochMs, Record, WaveBlock
+from ingest.records import (
+    Channel,
+    DeviceId,
+    EpochMs,
+    MattressSample,
+    Record,
+    WaveBlock,
+    WristbandSample,
+)
 from ingest.sink import RecordSink
 
 log = logging.getLogger(__name__)
@@ -114,11 +123,65 @@ class Intake:
             return len(self._held)
 
 
-class InOrder:
-    """Passes on, per device and channel, only records newer than the last passed on.
+class Coverage:
+    """The device-time spans of one device channel already handed to detection.
 
-    A QoS 1 redelivery or a repeated publish must not be detected twice, and detectors see
-    each device's data in device-time order; late data is still stored, just not re-detected.
+    Spans closer than `join_ms` are one span (a lost sample is not a hole to fill later). At
+    most MAX_SPANS are kept: past that the two oldest merge, so data landing between them
+    later counts as seen (stored, not analysed) rather than raising old findings twice.
+    """
+
+    MAX_SPANS = 16
+
+    __slots__ = ("ends", "join_ms", "starts")
+
+    def __init__(self, join_ms: int) -> None:
+        self.join_ms = join_ms
+        self.starts: list[EpochMs] = []
+        self.ends: list[EpochMs] = []
+
+    @property
+    def end(self) -> EpochMs:
+        return self.ends[-1] if self.ends else -1
+
+    def extend(self, start: EpochMs, end: EpochMs) -> None:
+        """Records newer than every span so far."""
+        if self.ends and start - self.ends[-1] <= self.join_ms:
+            self.ends[-1] = max(self.ends[-1], end)
+            return
+        self.starts.append(start)
+        self.ends.append(end)
+        if len(self.starts) > self.MAX_SPANS:
+            self.ends[0] = self.ends[1]
+            del self.starts[1], self.ends[1]
+
+    def covers(self, t: EpochMs) -> bool:
+        i = bisect.bisect_right(self.starts, t) - 1
+        return i >= 0 and t <= self.ends[i]
+
+    def add(self, start: EpochMs, end: EpochMs) -> None:
+        """A span anywhere in time: merged with the spans it touches."""
+        join = self.join_ms
+        lo = bisect.bisect_left(self.ends, start - join)
+        hi = bisect.bisect_right(self.starts, end + join)
+        if lo < hi:
+            start = min(start, self.starts[lo])
+            end = max(end, self.ends[hi - 1])
+        self.starts[lo:hi] = [start]
+        self.ends[lo:hi] = [end]
+        if len(self.starts) > self.MAX_SPANS:
+            self.ends[0] = self.ends[1]
+            del self.starts[1], self.ends[1]
+
+
+class InOrder:
+    """Hands records to detection in device-time order per device and channel, each once.
+
+    A QoS 1 redelivery or a repeated publish is not detected twice: what falls inside a span
+    already handed on is dropped (it is still stored). Records newer than everything so far go
+    to `sink.accept`. Records older than the newest but in a hole no span covers are late data
+    (a store-and-forward backlog uploaded after live data resumed): they go to
+    `sink.accept_late`, which analyses them apart from the live state.
 
     Events are rare and must never be lost to ordering (an SOS uploaded late is still an SOS),
     so they are checked against the device's recent event identities instead.
@@ -128,9 +191,10 @@ class InOrder:
 
     def __init__(self, sink: RecordSink) -> None:
         self.sink = sink
-        self._last: dict[tuple[DeviceId, Channel], EpochMs] = {}
+        self._seen: dict[tuple[DeviceId, Channel], Coverage] = {}
         self._events: dict[DeviceId, deque[tuple[EpochMs, str]]] = {}
-        self.dropped = 0
+        self.dropped = 0  # records already handed on, delivered again
+        self.late = 0  # records handed on as late data
 
     def feed(self, decoded: Decoded) -> None:
         if decoded.device_id is None or decoded.channel is None:
@@ -138,13 +202,35 @@ class InOrder:
         if decoded.channel is Channel.EVENT:
             self._feed_events(decoded.device_id, decoded)
             return
+        records = decoded.records
+        if not records:
+            return
         key = (decoded.device_id, decoded.channel)
-        last = self._last.get(key, -1)
-        fresh: list[Record] = [r for r in decoded.records if _time_of(r) > last]
-        self.dropped += len(decoded.records) - len(fresh)
+        seen = self._seen.get(key)
+        if seen is None:
+            seen = self._seen[key] = Coverage(_join_ms(records[0]))
+        last = seen.end
+        if _time_of(records[0]) > last:  # the usual case: all of it is new
+            fresh: Sequence[Record] = records
+            older: list[Record] = []
+        else:
+            fresh = [r for r in records if _time_of(r) > last]
+            older = [r for r in records if _time_of(r) <= last]
         if fresh:
-            self._last[key] = _time_of(fresh[-1])
+            seen.extend(_time_of(fresh[0]), _end_of(fresh[-1]))
             self.sink.accept(fresh, decoded.received_at_ms)
+        if older:
+            self._feed_older(seen, older, decoded.received_at_ms)
+
+    def _feed_older(self, seen: Coverage, older: list[Record], received_at_ms: EpochMs) -> None:
+        late = [r for r in older if not seen.covers(_time_of(r))]
+        self.dropped += len(older) - len(late)
+        if not late:
+            return
+        late.sort(key=_time_of)
+        seen.add(_time_of(late[0]), _end_of(late[-1]))
+        self.late += len(late)
+        self.sink.accept_late(late, received_at_ms)
 
     def _feed_events(self, device_id: DeviceId, decoded: Decoded) -> None:
         seen = self._events.setdefault(device_id, deque(maxlen=self.EVENTS_REMEMBERED))
@@ -160,5 +246,21 @@ class InOrder:
             self.sink.accept(fresh, decoded.received_at_ms)
 
 
+# Spans closer than this are one: a pad sends every second, a wristband every 10-60 s, and wave
+# blocks follow each other end to start.
+JOIN_MS: dict[type, EpochMs] = {MattressSample: 10_000, WristbandSample: 120_000, WaveBlock: 2_000}
+
+
+def _join_ms(record: Record) -> EpochMs:
+    return JOIN_MS.get(type(record), 10_000)
+
+
 def _time_of(record: Record) -> EpochMs:
     return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms
+
+
+def _end_of(record: Record) -> EpochMs:
+    """The time of a record's last sample (the next wave block starts just after it)."""
+    if isinstance(record, WaveBlock) and record.fs_hz > 0 and record.n > 1:
+        return record.t0_ms + int((record.n - 1) * 1000 / record.fs_hz)
+    return _time_of(record)

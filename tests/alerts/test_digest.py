@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
@@ -339,6 +340,12 @@ def test_a_failing_channel_falls_back_through_the_outbox(
     ]
 
 
+def bedwatch(*argv: str) -> int:
+    args = build_parser(argv).parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
 def test_the_cli_prints_a_preview_and_sends_nothing(
     database_url: str,
     http: HttpReceiver,
@@ -349,12 +356,6 @@ def test_the_cli_prints_a_preview_and_sends_nothing(
     prepare(database_url, digest_site(http, smtp))
     seed_yesterday(database_url)
     monkeypatch.setenv("BEDWATCH_DATABASE_URL", database_url)
-
-    def bedwatch(*argv: str) -> int:
-        args = build_parser(argv).parse_args(argv)
-        code: int = args.handler(args)
-        return code
-
     assert bedwatch("alerts", "digest", "d-chen", "--date", "2025-11-26") == 0
     out = capsys.readouterr().out
     assert out.startswith("[DIGEST] 11-26: 1 resident, 4 items\n\nSince 11-25 07:30\n")
@@ -364,6 +365,33 @@ def test_the_cli_prints_a_preview_and_sends_nothing(
     assert "no active contact 'nobody'" in capsys.readouterr().err
     assert query(database_url, "SELECT count(*) FROM alert_digests") == [(0,)]
     assert smtp.mails == []
+
+
+def test_findings_in_late_data_are_in_the_digest_of_the_day_they_arrived(
+    database_url: str,
+    http: HttpReceiver,
+    smtp: SmtpReceiver,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prepare(database_url, digest_site(http, smtp))
+    pause = finding(FindingKind.BREATHING_PAUSE, Severity.HIGH, at(22, 3), seconds=41)
+    late = [
+        dataclasses.replace(pause, late=True),  # arrived in the window: shown
+        dataclasses.replace(pause, late=True, cleared=True),  # its end: not a finding to list
+        dataclasses.replace(pause, late=True, at_ms=at(20, 3)),  # arrived before: not shown
+    ]
+    store(database_url, late, [])
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE findings SET detected_at = %s", (_dt(at(25, 9)),))
+        conn.execute(
+            "UPDATE findings SET detected_at = %s WHERE at = %s", (_dt(at(24, 9)), _dt(at(20, 3)))
+        )
+    monkeypatch.setenv("BEDWATCH_DATABASE_URL", database_url)
+    assert bedwatch("alerts", "digest", "d-chen", "--date", "2025-11-26") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[DIGEST] 11-26: 1 resident, 1 item\n")
+    assert "In data uploaded late: Breathing pause 11-22 03:00" in out
 
 
 def test_digest_settings_have_defaults() -> None:

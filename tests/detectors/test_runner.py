@@ -105,3 +105,41 @@ def test_set_residents_applies_new_settings_and_keeps_state() -> None:
     h.runner.set_residents({RID: config(parse_detector_settings({"vitals_absent_window_s": 40}))})
     h.feed(seconds(NIGHT_MS + 30_000, 10, hr=None))
     assert len(h.of(FindingKind.VITALS_ABSENT)) == 1
+
+
+def test_late_data_is_analysed_apart_and_its_findings_marked_late() -> None:
+    h = Harness()
+    t = NIGHT_MS
+    h.feed(seconds(t, 600))
+    live_again = t + 3_600_000
+    h.feed(seconds(live_again, 60, hr=140))  # a tachycardia building up, live
+    # The pad's buffer of the hour it was offline arrives now: a 40 s pause at t + 1000 s.
+    backlog = seconds(t + 900_000, 100) + seconds(t + 1_000_000, 40, rr=0)
+    backlog += seconds(t + 1_040_000, 60)
+    for i in range(0, len(backlog), 10):
+        h.runner.accept_late(backlog[i : i + 10], live_again + 61_000)
+    [pause] = h.of(FindingKind.BREATHING_PAUSE)
+    assert pause.late
+    assert pause.started_ms == t + 990_000
+    assert [f.late for f in h.of(FindingKind.BREATHING_PAUSE, cleared=True)] == [True]
+    # The live episode went on undisturbed by the normal samples of the backlog.
+    h.feed(seconds(live_again + 60_000, 70, hr=140))
+    [fast] = h.of(FindingKind.HEART_RATE)
+    assert not fast.late
+    assert fast.started_ms == live_again
+    # The late lane neither closed a night nor counted into the live one.
+    assert h.summaries == []
+    assert h.runner._states[RID].night.pauses_rr == 0
+
+
+def test_an_older_backlog_after_a_newer_one_starts_its_lane_afresh() -> None:
+    h = Harness()
+    t = NIGHT_MS
+    h.feed(seconds(t + 7_200_000, 10))
+    h.runner.accept_late(seconds(t + 3_600_000, 100), t + 7_300_000)
+    h.runner.accept_late(
+        seconds(t, 10) + seconds(t + 10_000, 40, rr=0) + seconds(t + 50_000, 10), t + 7_400_000
+    )
+    [pause] = h.of(FindingKind.BREATHING_PAUSE)
+    assert pause.late
+    assert pause.started_ms == t

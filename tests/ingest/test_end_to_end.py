@@ -50,6 +50,21 @@ def mattress(ts: int, **fields: object) -> dict[str, object]:
     return {"ts": ts, "hr": 61, "rr": 14, "move": 2, "occ": 1, "sq": 93} | fields
 
 
+class Recorder:
+    """A service component that keeps the findings it is given."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.seen: list[Finding] = []
+
+    def on_finding(self, finding: Finding) -> None:
+        self.seen.append(finding)
+
+    async def run(self, service: Service) -> None:
+        await asyncio.Event().wait()
+
+
 def count(url: str, table: str) -> int:
     return int(query(url, f"SELECT count(*) FROM {table}")[0][0])
 
@@ -179,27 +194,56 @@ def test_retained_last_will_is_not_stored_again_after_restart(
 def test_findings_flow_to_storage_and_components_and_state_is_checkpointed(
     database_url: str, broker_url: str, prefix: str
 ) -> None:
-    seen: list[str] = []
-
-    class Recorder:
-        name = "recorder"
-
-        def on_finding(self, finding: Finding) -> None:
-            seen.append(finding.kind)
-
-        async def run(self, service: Service) -> None:
-            await asyncio.Event().wait()
-
+    recorder = Recorder()
     settings = prepare(database_url, broker_url, prefix).settings
-    service = Service(settings, components=[Recorder()])
+    service = Service(settings, components=[recorder])
     with ServiceThread(service):
         band = Device(broker_url, "band-0001", prefix)
         band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))
         band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))  # a resend
         wait_until(lambda: count(database_url, "findings") >= 1)
         band.close()
-    assert seen == ["sos"]
+    assert [f.kind for f in recorder.seen] == ["sos"]
     assert query(database_url, "SELECT resident_id, device_id, kind, severity FROM findings") == [
         ("r-0001", "band-0001", "sos", "critical")
     ]
     assert count(database_url, "detector_state") == 1
+
+
+def test_a_backlog_uploaded_after_live_data_is_analysed_and_its_findings_marked_late(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    recorder = Recorder()
+    seen = recorder.seen
+    settings = prepare(database_url, broker_url, prefix).settings
+    service = Service(settings, components=[recorder])
+    start = T0 - 3_600_000  # an hour ago: the pad went offline then, and is live again now
+    with ServiceThread(service):
+        pad = Device(broker_url, "mat-0001", prefix)
+        live = [mattress(T0 + 1000 * i) for i in range(20)]
+        pad.send("telemetry", json.dumps({"seq": 1, "samples": live}))
+        wait_until(lambda: count(database_url, "mattress_samples") == 20)
+        # The buffered hour, oldest first, with a 40 s breathing pause in it; sent twice.
+        backlog = [mattress(start + 1000 * i) for i in range(30)]
+        backlog += [mattress(start + 30_000 + 1000 * i, rr=0) for i in range(40)]
+        backlog += [mattress(start + 70_000 + 1000 * i) for i in range(30)]
+        for _ in range(2):
+            for k in range(0, len(backlog), 10):
+                pad.send("telemetry", json.dumps({"seq": 2 + k, "samples": backlog[k : k + 10]}))
+        wait_until(lambda: count(database_url, "mattress_samples") == 120)
+        wait_until(lambda: len([f for f in seen if f.kind == "breathing_pause"]) == 2)
+        pad.close()
+    pause, cleared = [f for f in seen if f.kind == "breathing_pause"]
+    assert pause.late
+    assert cleared.late
+    assert cleared.cleared
+    assert pause.started_ms == start + 20_000
+    rows = query(
+        database_url,
+        "SELECT kind, cleared, late, started_at FROM findings WHERE kind = 'breathing_pause'"
+        " ORDER BY id",
+    )
+    assert [(k, c, late) for k, c, late, _ in rows] == [
+        ("breathing_pause", False, True),
+        ("breathing_pause", True, True),
+    ]
