@@ -6,11 +6,25 @@ process of its own. One stream of mattress telemetry (many beds, batches of samp
 generated before any timing starts and played in these phases:
 
   A  raw broker: mosquitto_sub (QoS 1) consumes the stream as fast as the publishers send it.
+  R  bare paho:  the same stream into a bare paho-mqtt 2 subscriber in a process of its own, set
+                 up as the service's client (ingest/mqtt.py, the defaults of MqttSettings: MQTT 5,
+                 clean_start False, session expiry, receive-maximum 10,000, QoS 1 subscription to
+                 <prefix>/# with noLocal, manual_ack with client.ack() right in on_message, the
+                 threaded loop of loop_start) that does nothing per message but count: the ceiling
+                 of the MQTT client library on this machine. It leaves no session behind (session
+                 expiry 0 on DISCONNECT), so the broker queues nothing for it in later phases.
   B  service:    the same stream, flat out, into the BedWatch service: stored samples/s.
   P  paced:      a second stream (later device time) at a fixed rate (--rate msg/s): the delay
                  from publish to committed row at a rate the service is meant to sustain.
   C  raw COPY:   the rows of the stream, binary COPY in batches of 10,000 (a commit each) into a
                  fresh copy of mattress_samples (same columns, key and indexes).
+
+A and R are short (the broker and a bare client are fast): each is run --broker-repeats times and
+the median run is reported. CPU seconds per phase, from /proc: the broker, the consumer (the
+mosquitto_sub or bare paho process in A and R, the service process in B and P), the PostgreSQL
+backends (the service's in B and P, the COPY connection's in C), the publishers, and the busy cores
+of the whole machine (other users included). The report turns them into CPU per message and an
+estimate of the cores the whole pipeline would need at 0.3 x A (the project's target).
 
 Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
 detection). The service process runs with one hook (Store.write wrapped, nothing else changed):
@@ -23,7 +37,8 @@ they cost the shared CPUs little. Each publisher carries the beds b with b % pub
 one connection: the broker's per-message work is that of a fleet, not its connection count.
 
     uv run python bench/ingest_throughput.py [--beds 2000] [--messages 50000] [--batch 10]
-        [--publishers 4] [--rate 5000] [--paced-seconds 10] [--profile stacks.txt]
+        [--publishers 4] [--rate 5000] [--paced-seconds 10] [--broker-repeats 3]
+        [--profile stacks.txt]
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ import array
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import signal
@@ -43,10 +59,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -340,6 +361,113 @@ def specs_for(
     ]
 
 
+# --------------------------------------------------------------------------- bare paho subscriber
+
+
+class BareCounter:
+    """Phase R's paho callbacks: per message, client.ack(mid, qos) and a count, nothing else."""
+
+    def __init__(self, prefix: str, target: int) -> None:
+        self.prefix = prefix
+        self.target = target
+        self.got = 0
+        self.last = 0.0
+        self.probed = False
+        self.done = threading.Event()
+        self.gone = threading.Event()
+
+    def on_connect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            print(json.dumps({"error": f"CONNACK {reason}"}), flush=True)
+            return
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        client.subscribe(f"{self.prefix}/#", options=SubscribeOptions(qos=1, noLocal=True))
+
+    def on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self.gone.set()
+
+    def on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        client.ack(msg.mid, msg.qos)
+        if msg._topic.endswith(b"/telemetry"):
+            self.got += 1
+            if self.got == self.target:
+                self.last = time.time()
+                self.done.set()
+        elif not self.probed:
+            self.probed = True
+            print("subscribed", flush=True)
+
+
+def paho_main() -> int:
+    """Phase R's subscriber process: a bare paho client set up as the service's (ingest/mqtt.py).
+
+    Spec (port, prefix, messages, timeout) on stdin. Prints `subscribed` once a message on a
+    status topic came back (the parent's probe), counts telemetry messages from `go` until
+    `messages` (or the timeout), prints a JSON result line, and at the end of stdin disconnects
+    with session expiry 0 and exits.
+    """
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from ingest.settings import MqttSettings
+
+    spec = json.loads(sys.stdin.readline())
+    counter = BareCounter(str(spec["prefix"]), int(spec["messages"]))
+    settings = MqttSettings()  # the service's defaults: the bench's service changes none of these
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-paho-{uuid.uuid4().hex[:8]}",
+        protocol=paho.MQTTv5,
+        clean_session=None,
+        manual_ack=True,
+    )
+    client.on_connect = counter.on_connect
+    client.on_disconnect = counter.on_disconnect
+    client.on_message = counter.on_message
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.SessionExpiryInterval = settings.session_expiry_s
+    properties.ReceiveMaximum = settings.receive_maximum
+    client.connect_async(
+        "127.0.0.1",
+        int(spec["port"]),
+        keepalive=settings.keepalive_s,
+        clean_start=False,
+        properties=properties,
+    )
+    client.loop_start()
+    try:
+        if sys.stdin.readline().strip() != "go":
+            return 1
+        counter.done.wait(float(spec["timeout"]))
+        print(json.dumps({"got": counter.got, "last": counter.last or time.time()}), flush=True)
+        sys.stdin.read()  # until the parent has read this process's CPU time and closes stdin
+    finally:
+        # The session is persistent (as the service's): expiry 0 now, so that the broker drops it.
+        bye = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        bye.SessionExpiryInterval = 0
+        if client.disconnect(properties=bye) == paho.MQTT_ERR_SUCCESS:
+            counter.gone.wait(5)
+        client.loop_stop()
+    return 0
+
+
 # --------------------------------------------------------------------------- the service process
 
 
@@ -500,8 +628,9 @@ class Phase:
     p99_ms: float | None = None
     max_ms: float | None = None
     service_cpu_s: float | None = None
+    consumer_cpu_s: float | None = None  # the subscriber process of A (mosquitto_sub) or R (paho)
     broker_cpu_s: float | None = None
-    db_cpu_s: float | None = None  # the service's PostgreSQL backends
+    db_cpu_s: float | None = None  # PostgreSQL backends: the service's (B, P), the COPY's (C)
     cores_busy: float | None = None  # the whole machine, from /proc/stat
     publisher_cpu_s: float | None = None
     publish_s: float | None = None  # go -> last message handed to the socket
@@ -550,6 +679,7 @@ def phase_broker(bench: Bench) -> Phase:
         pubs = Publishers(specs_for(args, port, prefix, bench.base_b, args.messages, 0))
         tail = buf.rsplit(b"\n", 1)[-1]
         got = 0
+        cpu_sub = proc_cpu_s(sub.pid)
         cpu_broker = proc_cpu_s(broker_pid)
         busy = machine_busy()
         started = pubs.go()
@@ -561,6 +691,7 @@ def phase_broker(bench: Bench) -> Phase:
                 last = time.time()
                 n, tail = count_lines(tail + data)
                 got += n
+        phase.consumer_cpu_s = proc_cpu_s(sub.pid) - cpu_sub
         results = pubs.results(60)
         publisher_summary(phase, started, results)
         phase.broker_cpu_s = proc_cpu_s(broker_pid) - cpu_broker
@@ -574,6 +705,89 @@ def phase_broker(bench: Bench) -> Phase:
         probe.close()
         sub.terminate()
         sub.wait(10)
+    phase.msg_per_s = phase.messages / phase.seconds
+    phase.samples_per_s = phase.samples / phase.seconds
+    return phase
+
+
+def start_paho(bench: Bench) -> subprocess.Popen[bytes]:
+    """Phase R's subscriber process (paho_main), once its subscription is live."""
+    sub = subprocess.Popen(
+        [sys.executable, __file__, "_paho"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert sub.stdin is not None
+    assert sub.stdout is not None
+    args, prefix = bench.args, bench.prefix
+    spec = {
+        "port": bench.port,
+        "prefix": prefix,
+        "messages": args.messages,
+        "timeout": args.timeout,
+    }
+    sub.stdin.write(json.dumps(spec).encode() + b"\n")
+    sub.stdin.flush()
+    os.set_blocking(sub.stdout.fileno(), False)
+    probe = connect_probe(bench.port)
+    try:
+        # Until the subscription is live: a probe on the status channel comes back.
+        buf = b""
+        deadline = time.monotonic() + 15
+        while b"subscribed\n" not in buf:
+            if time.monotonic() > deadline or sub.poll() is not None:
+                stop_paho(sub)
+                raise RuntimeError(f"the bare paho subscriber never subscribed: {buf!r}")
+            publish_probe(probe, f"{prefix}/probe/status")
+            buf += read_for(sub.stdout.fileno(), 0.2)
+    finally:
+        probe.close()
+    return sub
+
+
+def stop_paho(sub: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError):
+        assert sub.stdin is not None
+        sub.stdin.close()  # the subscriber disconnects (dropping its session) and exits
+    try:
+        sub.wait(10)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        sub.wait()
+
+
+def phase_paho(bench: Bench) -> Phase:
+    """R: a bare paho subscriber (paho_main, a process of its own) consumes the stream."""
+    args, port, prefix, broker_pid = bench.args, bench.port, bench.prefix, bench.broker_pid
+    phase = Phase("R bare paho (MQTT 5, manual ack)")
+    sub = start_paho(bench)
+    assert sub.stdin is not None
+    assert sub.stdout is not None
+    try:
+        pubs = Publishers(specs_for(args, port, prefix, bench.base_b, args.messages, 0))
+        cpu_sub = proc_cpu_s(sub.pid)
+        cpu_broker = proc_cpu_s(broker_pid)
+        busy = machine_busy()
+        started = pubs.go()
+        sub.stdin.write(b"go\n")
+        sub.stdin.flush()
+        buf = b""
+        deadline = time.monotonic() + args.timeout + 10
+        while b"\n" not in buf and time.monotonic() < deadline and sub.poll() is None:
+            buf += read_for(sub.stdout.fileno(), 0.05)
+        phase.consumer_cpu_s = proc_cpu_s(sub.pid) - cpu_sub
+        publisher_summary(phase, started, pubs.results(60))
+        phase.broker_cpu_s = proc_cpu_s(broker_pid) - cpu_broker
+        phase.cores_busy = cores_busy_since(busy)
+    finally:
+        stop_paho(sub)
+    if b"\n" not in buf:
+        raise RuntimeError(f"the bare paho subscriber gave no result: {buf!r}")
+    done = json.loads(buf.split(b"\n", 1)[0])
+    got = int(done["got"])
+    if got < args.messages:
+        phase.notes.append(f"timed out: {got} of {args.messages} messages received")
+    phase.messages = got
+    phase.samples = got * args.batch
+    phase.seconds = float(done["last"]) - started
     phase.msg_per_s = phase.messages / phase.seconds
     phase.samples_per_s = phase.samples / phase.seconds
     return phase
@@ -713,6 +927,8 @@ def phase_copy(database_url: str, rows: list[tuple[object, ...]]) -> Phase:
     with psycopg.connect(database_url) as conn:
         conn.execute("CREATE TABLE bench_copy (LIKE mattress_samples INCLUDING ALL)")
         conn.commit()
+        backend = conn.info.backend_pid
+        cpu_db = proc_cpu_s(backend)
         started = time.perf_counter()
         for i in range(0, len(rows), COPY_BATCH):
             with (
@@ -727,6 +943,7 @@ def phase_copy(database_url: str, rows: list[tuple[object, ...]]) -> Phase:
                     copy.write_row(row)
             conn.commit()
         phase.seconds = time.perf_counter() - started
+        phase.db_cpu_s = proc_cpu_s(backend) - cpu_db
         stored = conn.execute("SELECT count(*) FROM bench_copy").fetchone()
         conn.execute("DROP TABLE bench_copy")
         conn.commit()
@@ -849,18 +1066,64 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def run_phases(bench: Bench) -> dict[str, Any]:
-    args = bench.args
-    # Phase A is short (the broker is fast): repeated, and the median run is reported.
+def median_run(bench: Bench, phase: Callable[[Bench], Phase]) -> Phase:
+    """A short phase, run --broker-repeats times: the run with the median rate."""
     runs = []
-    for _ in range(args.broker_repeats):
-        runs.append(phase_broker(bench))
+    for _ in range(bench.args.broker_repeats):
+        runs.append(phase(bench))
         print(f"  {runs[-1].name}: {runs[-1].msg_per_s:,.0f} msg/s")
     runs.sort(key=lambda ph: ph.msg_per_s)
-    a = runs[len(runs) // 2]
-    a.notes.append(
+    median = runs[len(runs) // 2]
+    median.notes.append(
         f"median of {len(runs)} runs: " + ", ".join(f"{ph.msg_per_s:,.0f}" for ph in runs)
     )
+    return median
+
+
+def per_unit_us(cpu_s: float | None, units: int) -> float | None:
+    """CPU microseconds per message or row; None where not measured."""
+    if cpu_s is None or math.isnan(cpu_s) or units <= 0:  # nan: the process was gone
+        return None
+    return cpu_s / units * 1e6
+
+
+def cpu_budget(a: Phase, r: Phase, b: Phase, c: Phase) -> dict[str, float | None]:
+    """CPU per message (per row for PostgreSQL), µs, and the cores the pipeline needs at 0.3 x A.
+
+    The estimate: 0.3 x A msg/s x (broker per message in A + service per message in B +
+    its PostgreSQL backends per message in B + publishers per message in B). The bare paho
+    client's CPU is part of the service's, so it is not added.
+    """
+    out = {
+        "broker_us_per_msg_a": per_unit_us(a.broker_cpu_s, a.messages),
+        "mosquitto_sub_us_per_msg_a": per_unit_us(a.consumer_cpu_s, a.messages),
+        "broker_us_per_msg_r": per_unit_us(r.broker_cpu_s, r.messages),
+        "paho_us_per_msg_r": per_unit_us(r.consumer_cpu_s, r.messages),
+        "broker_us_per_msg_b": per_unit_us(b.broker_cpu_s, b.messages),
+        "service_us_per_msg_b": per_unit_us(b.service_cpu_s, b.messages),
+        "db_us_per_msg_b": per_unit_us(b.db_cpu_s, b.messages),
+        "db_us_per_row_b": per_unit_us(b.db_cpu_s, b.samples),
+        "db_us_per_row_c": per_unit_us(c.db_cpu_s, c.samples),
+        "publisher_us_per_msg_b": per_unit_us(b.publisher_cpu_s, b.messages),
+    }
+    parts = [
+        out["broker_us_per_msg_a"],
+        out["service_us_per_msg_b"],
+        out["db_us_per_msg_b"],
+        out["publisher_us_per_msg_b"],
+    ]
+    total = None if None in parts else sum(x for x in parts if x is not None)
+    out["pipeline_us_per_msg"] = total
+    out["target_msg_per_s"] = 0.3 * a.msg_per_s
+    out["cores_at_target"] = None if total is None else 0.3 * a.msg_per_s * total / 1e6
+    return out
+
+
+def run_phases(bench: Bench) -> dict[str, Any]:
+    args = bench.args
+    # Phases A and R are short (the broker and a bare client are fast): repeated, median run.
+    a = median_run(bench, phase_broker)
+    r = median_run(bench, phase_paho)
     service = ServiceProcess(bench.db_url, bench.broker_url, bench.prefix, bench.work)
     try:
         wait_service_subscribed(service, bench.port, bench.prefix)
@@ -891,13 +1154,16 @@ def run_phases(bench: Bench) -> dict[str, Any]:
     spec = specs_for(args, bench.port, bench.prefix, bench.base_b, args.messages, 0)[0]
     c = phase_copy(bench.db_url, stream_rows(spec))
     print(f"  {c.name}: {c.samples_per_s:,.0f} rows/s")
-    phases = [a, b] + ([p] if p is not None else []) + [c]
+    phases = [a, r, b] + ([p] if p is not None else []) + [c]
     return {
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "check": check,
         "phases": [asdict(x) for x in phases],
+        "ratio_paho_to_broker": r.msg_per_s / a.msg_per_s,
         "ratio_service_to_broker": b.msg_per_s / a.msg_per_s,
+        "ratio_service_to_paho": b.msg_per_s / r.msg_per_s,
         "ratio_service_to_copy": b.samples_per_s / c.samples_per_s,
+        "cpu": cpu_budget(a, r, b, c),
     }
 
 
@@ -929,7 +1195,8 @@ def report(result: dict[str, Any]) -> None:
     print()
     header = (
         f"{'phase':34} {'msg/s':>8} {'samples/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7}"
-        f" {'svc CPU s':>9} {'db s':>5} {'broker s':>8} {'pub s':>6} {'cores':>5} {'secs':>6}"
+        f" {'svc CPU s':>9} {'sub s':>5} {'db s':>5} {'broker s':>8} {'pub s':>6} {'cores':>5}"
+        f" {'secs':>6}"
     )
     print(header)
     print("-" * len(header))
@@ -937,19 +1204,46 @@ def report(result: dict[str, Any]) -> None:
         print(
             f"{ph['name']:34} {fmt(ph['msg_per_s'] or None):>8} {fmt(ph['samples_per_s']):>10}"
             f" {fmt(ph['p50_ms']):>7} {fmt(ph['p99_ms']):>7} {fmt(ph['max_ms']):>7}"
-            f" {fmt(ph['service_cpu_s'], '.1f'):>9} {fmt(ph['db_cpu_s'], '.1f'):>5}"
+            f" {fmt(ph['service_cpu_s'], '.1f'):>9} {fmt(ph['consumer_cpu_s'], '.1f'):>5}"
+            f" {fmt(ph['db_cpu_s'], '.1f'):>5}"
             f" {fmt(ph['broker_cpu_s'], '.1f'):>8}"
             f" {fmt(ph['publisher_cpu_s'], '.1f'):>6} {fmt(ph['cores_busy'], '.2f'):>5}"
             f" {ph['seconds']:>6.2f}"
         )
         for note in ph["notes"]:
             print(f"    note: {note}")
-    a, b = result["phases"][0], result["phases"][1]
-    paced = next((ph for ph in result["phases"] if ph["name"].startswith("P ")), None)
-    latency = paced or b
+    by_letter = {ph["name"][0]: ph for ph in result["phases"]}
+    a, b = by_letter["A"], by_letter["B"]
+    latency = by_letter.get("P", b)
+    cpu = result["cpu"]
     print()
-    print(f"service / broker (B/A): {result['ratio_service_to_broker']:.2f}")
-    print(f"service / COPY   (B/C): {result['ratio_service_to_copy']:.2f}")
+    print(f"bare paho / broker (R/A): {result['ratio_paho_to_broker']:.2f}")
+    print(f"service / broker   (B/A): {result['ratio_service_to_broker']:.2f}")
+    print(f"service / paho     (B/R): {result['ratio_service_to_paho']:.2f}")
+    print(f"service / COPY     (B/C): {result['ratio_service_to_copy']:.2f}")
+    print(
+        f"CPU per message (µs): broker {fmt(cpu['broker_us_per_msg_a'], '.1f')} (phase A),"
+        f" bare paho {fmt(cpu['paho_us_per_msg_r'], '.1f')} (R),"
+        f" service {fmt(cpu['service_us_per_msg_b'], '.1f')} (B),"
+        f" PostgreSQL per row {fmt(cpu['db_us_per_row_c'], '.2f')} (C)"
+        f" / {fmt(cpu['db_us_per_row_b'], '.2f')} (B)"
+    )
+    print(
+        f"  also per message (µs): mosquitto_sub {fmt(cpu['mosquitto_sub_us_per_msg_a'], '.1f')}"
+        f" (A); broker {fmt(cpu['broker_us_per_msg_r'], '.1f')} (R),"
+        f" {fmt(cpu['broker_us_per_msg_b'], '.1f')} (B);"
+        f" PostgreSQL {fmt(cpu['db_us_per_msg_b'], '.1f')} (B);"
+        f" publishers {fmt(cpu['publisher_us_per_msg_b'], '.1f')} (B)"
+    )
+    print(
+        f"cores needed at 0.3 × A = {cpu['target_msg_per_s']:,.0f} msg/s: "
+        f"{fmt(cpu['cores_at_target'], '.2f')} of {os.cpu_count()} (an estimate from this run's"
+        f" measured CPU per message: broker {fmt(cpu['broker_us_per_msg_a'], '.1f')} (A)"
+        f" + service {fmt(cpu['service_us_per_msg_b'], '.1f')} (B)"
+        f" + PostgreSQL {fmt(cpu['db_us_per_msg_b'], '.1f')} (B)"
+        f" + publishers {fmt(cpu['publisher_us_per_msg_b'], '.1f')} (B)"
+        f" = {fmt(cpu['pipeline_us_per_msg'], '.1f')} µs/msg)"
+    )
     print(f"check: {result['check']}")
     print(
         f"load at start: {' '.join(result['load_start'])}, at end: {' '.join(result['load_end'])};"
@@ -972,6 +1266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return publisher_main()
     if argv[:1] == ["_service"]:
         return service_main()
+    if argv[:1] == ["_paho"]:
+        return paho_main()
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
