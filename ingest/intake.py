@@ -36,6 +36,10 @@ class Held:
     decoded: Decoded
 
 
+# Channels whose QoS 0 messages may be left unstored when too many wait (never events or status).
+SHEDDABLE = frozenset({Channel.TELEMETRY, Channel.WAVE})
+
+
 def wall_ms() -> EpochMs:
     return time.time_ns() // 1_000_000
 
@@ -53,11 +57,14 @@ class Intake:
         loop: asyncio.AbstractEventLoop,
         *,
         flush_max_rows: int,
+        max_held_qos0: int = 100_000,
         clock: Callable[[], EpochMs] = wall_ms,
     ) -> None:
         self.decoder = decoder
         self._loop = loop
         self._flush_max_rows = flush_max_rows
+        self._max_held_qos0 = max_held_qos0
+        self._held_qos0 = 0
         self._clock = clock
         self._lock = threading.Lock()
         self._held: list[Held] = []
@@ -69,6 +76,7 @@ class Intake:
         self.detect_ready = asyncio.Event()
         self.received = Counter[str]()  # messages by channel
         self.rejected = Counter[str]()  # rejections by reason
+        self.shed_qos0 = 0  # QoS 0 telemetry/wave analysed but not stored: too many held
 
     def close(self) -> None:
         """Stop taking messages: later ones stay unacknowledged, so the broker keeps them."""
@@ -85,8 +93,25 @@ class Intake:
         with self._lock:
             if self._closed:
                 return
-            self._held.append(Held(generation, mid, qos, decoded))
-            self._held_rows += rows
+            if qos == 0 and decoded.channel in SHEDDABLE:
+                # Nothing bounds QoS 0 at the broker: while the database is away, hold at most
+                # max_held_qos0 of them, so that memory cannot run out before it returns.
+                shed = self._held_qos0 >= self._max_held_qos0
+                self._held_qos0 += not shed
+            else:
+                shed = False
+            if shed:
+                self.shed_qos0 += 1
+                if self.shed_qos0 == 1 or self.shed_qos0 % 100_000 == 0:
+                    log.warning(
+                        "%d QoS 0 telemetry messages waiting to be stored: more are analysed but"
+                        " not stored (%d so far)",
+                        self._held_qos0,
+                        self.shed_qos0,
+                    )
+            else:
+                self._held.append(Held(generation, mid, qos, decoded))
+                self._held_rows += rows
             wake_flush = self._held_rows >= self._flush_max_rows
             self.received[decoded.channel or "unknown"] += 1
             for rejection in decoded.rejections:
@@ -104,6 +129,7 @@ class Intake:
     def take_held(self) -> list[Held]:
         with self._lock:
             held, self._held, self._held_rows = self._held, [], 0
+            self._held_qos0 = 0
         return held
 
     def take_to_detect(self) -> list[Decoded]:

@@ -55,6 +55,11 @@ class ServiceCollector(Collector):
                 rejects.add_metric([reason], n)
         yield messages
         yield rejects
+        yield CounterMetricFamily(
+            "bedwatch_qos0_shed",
+            "QoS 0 telemetry and wave messages analysed but not stored: too many were waiting",
+            value=intake.shed_qos0 if intake is not None else 0,
+        )
         rows = CounterMetricFamily(
             "bedwatch_rows_stored",
             "Rows written (copies of rows already stored not counted), by table",

@@ -127,7 +127,12 @@ class Service:
         loop = self._loop = asyncio.get_running_loop()
         # Open in order: database (schema, registry), then the broker session, then workers.
         await asyncio.to_thread(self._prepare_database)
-        self.intake = Intake(self._decoder, loop, flush_max_rows=settings.ingest.flush_max_rows)
+        self.intake = Intake(
+            self._decoder,
+            loop,
+            flush_max_rows=settings.ingest.flush_max_rows,
+            max_held_qos0=settings.ingest.max_held_qos0,
+        )
         self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
         metrics.watch(self)
         self.mqtt.start()
