@@ -18,14 +18,14 @@ def step_event(
     kind = event.type
     if kind is EventType.SOS:
         sos = r.sos
-        if sos.first_ms >= 0 and ts == sos.last_ms:
+        if sos.first_ms >= 0 and event.identity_ms in (sos.last_id_ms, sos.last_ms):
             # The press already counted, delivered again (a restart between detection and the
             # broker's ack): the restored state remembers it.
             return []
         if sos.first_ms < 0 or ts - sos.last_ms > s.sos_join_window_s * 1000:
             sos.first_ms, sos.presses = ts, 0
         sos.presses += 1
-        sos.last_ms = ts
+        sos.last_ms, sos.last_id_ms = ts, event.identity_ms
         r.alarm_ms = max(r.alarm_ms, ts)
         ev.update(presses=sos.presses, first_ms=sos.first_ms)
         return [

@@ -82,6 +82,7 @@ class SosState:
     first_ms: int = -1  # first press of the open group; -1: none open
     last_ms: int = -1
     presses: int = 0
+    last_id_ms: int = -1  # the device's own time of the last press (DeviceEvent.identity_ms)
 
 
 @dataclass(slots=True)

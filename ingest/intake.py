@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ingest.protocol import Decoded, Decoder
 from ingest.records import (
     Channel,
+    DeviceEvent,
     DeviceId,
     EpochMs,
     MattressSample,
@@ -262,7 +263,11 @@ class InOrder:
         seen = self._events.setdefault(device_id, deque(maxlen=self.EVENTS_REMEMBERED))
         fresh: list[Record] = []
         for record in decoded.records:
-            identity = (_time_of(record), str(getattr(record, "type", "")))
+            identity = (
+                (record.identity_ms, record.type.value)
+                if isinstance(record, DeviceEvent)
+                else (_time_of(record), "")
+            )
             if identity in seen:
                 self.dropped += 1
             else:

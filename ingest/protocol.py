@@ -272,8 +272,15 @@ class Decoder:
             # Safety first: an SOS or a fall is acted on even when its other fields are broken;
             # the receive time stands in for ts only if ts itself is broken, and the fault is
             # still quarantined.
-            at = self._time_or_now(obj, now_ms)
-            event = DeviceEvent(out.device_id, info.resident_id, at, event_type, degraded=True)
+            at, device_ts = self._time_or_now(obj, now_ms)
+            event = DeviceEvent(
+                out.device_id,
+                info.resident_id,
+                at,
+                event_type,
+                degraded=True,
+                device_ts_ms=device_ts,
+            )
             kept = "with receive time" if at == now_ms else "with its own time"
             out.rejections.append(
                 Rejection(
@@ -287,14 +294,15 @@ class Decoder:
             )
         out.records.append(event)
 
-    def _time_or_now(self, obj: dict[str, Any], now_ms: EpochMs) -> EpochMs:
-        """The event's own ts when it is valid and plausible, else the receive time."""
+    def _time_or_now(self, obj: dict[str, Any], now_ms: EpochMs) -> tuple[EpochMs, EpochMs | None]:
+        """The event's own ts when it is valid and plausible, else the receive time; and the
+        device's ts when that was valid but far ahead (the event's identity)."""
         try:
             ts = _ts(obj, "ts")
             self._device_time(ts, now_ms)
         except _Invalid:
-            return now_ms
-        return now_ms if self._skew(ts, now_ms) else ts
+            return now_ms, None
+        return (now_ms, ts) if self._skew(ts, now_ms) else (ts, None)
 
     def _event_fields(
         self,
@@ -305,7 +313,7 @@ class Decoder:
         now_ms: EpochMs,
     ) -> DeviceEvent:
         assert out.device_id is not None
-        ts = _ts(obj, "ts")
+        ts = device_ts = _ts(obj, "ts")
         skew = self._skew(ts, now_ms)
         if skew:
             out.skew_ms, ts = skew, ts - skew
@@ -319,6 +327,7 @@ class Decoder:
             bat=_opt_int(obj, "bat", 0, 100),
             lat=_opt_num(obj, "lat", -90, 90),
             lon=_opt_num(obj, "lon", -180, 180),
+            device_ts_ms=device_ts if skew else None,
         )
 
     def _status(

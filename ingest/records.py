@@ -107,6 +107,14 @@ class DeviceEvent:
     lat: float | None = None
     lon: float | None = None
     degraded: bool = False  # an sos/fall kept despite faults in its other fields
+    # The ts the device sent, when its clock was so far ahead that ts_ms is the receive time
+    # instead: what the event is known by, so that the same event delivered again is one.
+    device_ts_ms: EpochMs | None = None
+
+    @property
+    def identity_ms(self) -> EpochMs:
+        """The device's own time of the event: with device and type, its identity."""
+        return self.ts_ms if self.device_ts_ms is None else self.device_ts_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,12 +59,20 @@ INSERT_WRISTBAND = f"""
 INSERT INTO wristband_samples (time, device_id, resident_id, hr, spo2, bat, worn, steps)
 SELECT {_MS}, device_id, resident_id, hr, spo2, bat, worn, steps FROM stage_wristband
 ON CONFLICT DO NOTHING"""
+# An event is known by device, type and the device's own time: usually its stored time, but
+# `device_time` when a clock far ahead had it stored at receive time (a copy delivered later has
+# another receive time, and must still be recognised).
 INSERT_EVENT = f"""
 INSERT INTO device_events
-    (time, device_id, type, resident_id, conf, bat, lat, lon, degraded, received_at)
+    (time, device_id, type, resident_id, conf, bat, lat, lon, degraded, received_at, device_time)
 SELECT {_MS}, %(device_id)s, %(type)s, %(resident_id)s, %(conf)s, %(bat)s, %(lat)s, %(lon)s,
-       %(degraded)s, TIMESTAMPTZ 'epoch' + %(received_ms)s * INTERVAL '1 millisecond'
+       %(degraded)s, TIMESTAMPTZ 'epoch' + %(received_ms)s * INTERVAL '1 millisecond',
+       TIMESTAMPTZ 'epoch' + %(device_ms)s::int8 * INTERVAL '1 millisecond'
 FROM (SELECT %(ts_ms)s::int8 AS ts_ms) t
+WHERE NOT EXISTS (
+    SELECT 1 FROM device_events e
+    WHERE e.device_id = %(device_id)s AND e.type = %(type)s AND e.device_time
+        = TIMESTAMPTZ 'epoch' + coalesce(%(device_ms)s, %(ts_ms)s)::int8 * INTERVAL '1 millisecond')
 ON CONFLICT DO NOTHING"""
 # A status without device time (a Last Will) has the receive time, so a retained one delivered
 # again after a restart would look new: it is stored only if it changes the device's state.
@@ -316,6 +324,7 @@ def _event_row(e: DeviceEvent, received_ms: int) -> dict[str, object]:
         "lon": e.lon,
         "degraded": e.degraded,
         "received_ms": received_ms or e.ts_ms,
+        "device_ms": e.device_ts_ms,
     }
 
 

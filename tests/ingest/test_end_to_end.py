@@ -247,3 +247,34 @@ def test_a_backlog_uploaded_after_live_data_is_analysed_and_its_findings_marked_
         ("breathing_pause", False, True),
         ("breathing_pause", True, True),
     ]
+
+
+def test_an_event_from_a_clock_far_ahead_delivered_twice_is_stored_and_detected_once(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    recorder = Recorder()
+    settings = prepare(database_url, broker_url, prefix).settings
+    ahead = int(time.time() * 1000) + 3_600_000  # the band's clock is an hour fast
+    payload = json.dumps({"seq": 1, "ts": ahead, "type": "sos"})
+    with ServiceThread(Service(settings, components=[recorder])):
+        band = Device(broker_url, "band-0001", prefix)
+        band.send("event", payload)
+        wait_until(lambda: count(database_url, "device_events") == 1)
+        time.sleep(0.05)  # the copy arrives later: another receive time
+        band.send("event", payload)
+        band.send("telemetry", json.dumps({"seq": 2, "ts": T0, "hr": 70, "spo2": 97}))
+        wait_until(lambda: count(database_url, "wristband_samples") == 1)
+        band.close()
+    # And once more after a restart, which forgets what was seen in memory.
+    with ServiceThread(Service(settings, components=[recorder])):
+        band = Device(broker_url, "band-0001", prefix)
+        band.send("event", payload)
+        band.send("telemetry", json.dumps({"seq": 3, "ts": T0 + 1000, "hr": 70, "spo2": 97}))
+        wait_until(lambda: count(database_url, "wristband_samples") == 2)
+        band.close()
+    rows = query(database_url, "SELECT time, device_time FROM device_events")
+    assert len(rows) == 1
+    stored, device_time = rows[0]
+    assert int(device_time.timestamp() * 1000) == ahead
+    assert stored < device_time  # acted on at receive time
+    assert [f.kind for f in recorder.seen] == ["sos"]

@@ -102,6 +102,24 @@ def test_a_clock_far_ahead_is_moved_to_receive_time_and_the_skew_kept(decoder: D
     assert out.rejections == []
 
 
+def test_an_event_from_a_clock_far_ahead_keeps_the_device_time_as_its_identity(
+    decoder: Decoder,
+) -> None:
+    ts = NOW_MS + 3_600_000
+    topic = f"{PREFIX}/band-0001/event"
+    sos = json.dumps({"seq": 3, "ts": ts, "type": "sos"}).encode()
+    broken = json.dumps({"seq": 4, "ts": ts, "type": "fall", "conf": 7}).encode()
+    first = decoder.decode(topic, sos, NOW_MS).records[0]
+    again = decoder.decode(topic, sos, NOW_MS + 5_000).records[0]  # delivered again, later
+    fall = decoder.decode(topic, broken, NOW_MS).records[0]
+    assert isinstance(first, DeviceEvent)
+    assert isinstance(again, DeviceEvent)
+    assert isinstance(fall, DeviceEvent)
+    assert (first.ts_ms, again.ts_ms) == (NOW_MS, NOW_MS + 5_000)  # acted on at receive time
+    assert first.identity_ms == again.identity_ms == ts
+    assert (fall.degraded, fall.ts_ms, fall.identity_ms) == (True, NOW_MS, ts)
+
+
 def test_a_clock_slightly_ahead_is_taken_as_given(decoder: Decoder) -> None:
     payload = json.dumps(
         {"ts": NOW_MS + 60_000, "hr": 60, "rr": 14, "move": 0, "occ": 1, "sq": 90}
