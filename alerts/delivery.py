@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import metrics as alert_metrics
@@ -20,6 +21,12 @@ from alerts.notifier import Delivery, Notifier, redact
 from alerts.routing import backoff_s
 
 log = logging.getLogger(__name__)
+
+# Recording an attempt's result: each try waits this long for a connection, and the tries back
+# off from the first to the longest pause while the database is away.
+RECORD_TIMEOUT_S = 5.0
+RECORD_RETRY_FIRST_S = 0.5
+RECORD_RETRY_MAX_S = 30.0
 
 
 @dataclass(slots=True)
@@ -75,7 +82,8 @@ class Sender:
             try:
                 await self._send(row)
             except Exception:
-                # The result is not recorded: the row stays 'sending' and is resent after a restart.
+                # A fault of ours, not the database's: the row stays 'sending' until a restart
+                # plans it again as interrupted.
                 log.exception("notification %s: result not recorded", row.id)
             finally:
                 self._queue.task_done()
@@ -97,17 +105,38 @@ class Sender:
         else:
             self.failed += 1
             log.warning("notification %s to %s failed: %s", row.id, row.contact_id, delivery.error)
-        async with self._pool.connection() as conn, conn.transaction():
-            await store.record_result(
-                conn,
-                row.id,
-                Result.DELIVERED if delivery.ok else Result.FAILED,
-                error=delivery.error,
-                retryable=None if delivery.ok else delivery.retryable,
-                duration_ms=delivery.duration_ms,
-            )
-            if not delivery.ok:
-                await self._after_failure(conn, row, delivery)
+        await self._record(row, delivery)
+
+    async def _record(self, row: Outgoing, delivery: Delivery) -> None:
+        """The attempt's result, and after a failure what comes next, kept until the database
+        takes them: a row left 'sending' would get no retry and no next channel."""
+        delay = RECORD_RETRY_FIRST_S
+        while True:
+            try:
+                async with (
+                    self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn,
+                    conn.transaction(),
+                ):
+                    await store.record_result(
+                        conn,
+                        row.id,
+                        Result.DELIVERED if delivery.ok else Result.FAILED,
+                        error=delivery.error,
+                        retryable=None if delivery.ok else delivery.retryable,
+                        duration_ms=delivery.duration_ms,
+                    )
+                    if not delivery.ok:
+                        await self._after_failure(conn, row, delivery)
+                return
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                log.warning(
+                    "notification %s: result not recorded (%s); trying again in %.1f s",
+                    row.id,
+                    exc,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECORD_RETRY_MAX_S)
 
     async def _still_open(self, row: Outgoing) -> bool:
         """A row may wait in the queue: an ack or resolve meanwhile cancels it here.

@@ -52,9 +52,13 @@ class SmtpReceiver:
         self._controller.stop()
 
 
+SLOW_S = 1.5
+
+
 @dataclass
 class HttpReceiver:
-    """A JSON webhook: /ok/<name> answers 200, /fail/<name> 500, /hang/<name> never answers."""
+    """A JSON webhook: /ok/<name> answers 200, /fail/<name> 500, /hang/<name> never answers,
+    /slowfail/<name> answers 500 after SLOW_S."""
 
     port: int = field(default_factory=free_port)
     received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -81,6 +85,9 @@ class HttpReceiver:
                 if mode == "hang":
                     receiver.stopping.wait(30)
                     return
+                if mode == "slowfail":
+                    receiver.stopping.wait(SLOW_S)
+                    mode = "fail"
                 with receiver.lock:
                     if mode == "fail":
                         receiver.failures[name] = receiver.failures.get(name, 0) + 1

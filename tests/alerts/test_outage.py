@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -12,10 +13,11 @@ import psycopg
 from psycopg import sql
 
 from alerts.component import AlertsComponent
+from detectors.findings import FindingKind, Severity
 from ingest.db import migrate
 from ingest.registry import parse_site, store_site
 from ingest.service import Service
-from tests.alerts.harness import contact, site
+from tests.alerts.harness import DAY_MS, FakeClock, contact, finding, prepare, running, site
 from tests.alerts.receivers import HttpReceiver
 from tests.support import ADMIN_URL, Device, ServiceThread, query, settings_for, wait_until
 
@@ -74,3 +76,31 @@ def test_an_sos_during_a_database_outage_is_paged_from_memory(
         assert component.fallback.paged == 1
     assert waited < 10.0
     assert query(database_url, "SELECT type FROM device_events") == [("sos",)]
+
+
+def test_a_result_the_database_cannot_take_is_recorded_when_it_returns(
+    database_url: str, http: HttpReceiver
+) -> None:
+    text = site([contact("c-zhang", "care_staff", [http.url("slowfail", "zhang")])], ["c-zhang"])
+    settings = prepare(database_url, text)
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=140))
+            # The channel answers (a failure) while the database is away for 4 s.
+            outage = asyncio.create_task(asyncio.to_thread(outage_of, database_url, 4.0))
+            await asyncio.wait_for(alerts.sender.idle(), 30)
+            await outage
+
+    asyncio.run(scenario())
+    assert http.failures == {"zhang": 1}
+    rows = query(database_url, "SELECT attempt, result, reason FROM notifications ORDER BY id")
+    # Not left 'sending': the failure is recorded and the retry planned.
+    assert rows == [(1, "failed", "opened"), (2, "pending", "retry")]
+
+
+def outage_of(database_url: str, seconds: float) -> None:
+    time.sleep(0.3)  # the request is on its way
+    with database_down(database_url):
+        time.sleep(seconds)
