@@ -112,10 +112,14 @@ class Engine:
             elif _new_emergency(alert, finding):
                 # Acknowledged but not resolved, and this is another press or fall, not a repeat
                 # of the one acknowledged: somebody must hear about it, so the ladder starts again.
-                alert = await store.reopen(conn, alert.id, finding, now)
+                alert = await store.reopen(conn, alert.id, now, finding.started_ms)
                 await store.audit(conn, alert.id, now, SYSTEM, "re-opened", Via.SYSTEM)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
-            elif alert.severity.rank < up.previous_severity.rank and alert.state is AlertState.OPEN:
+            elif alert.severity.rank < up.previous_severity.rank:
+                # Graver than before: an ack of the milder condition does not cover it (IEC
+                # 60601-1-8 annunciates an escalated alarm again), and the graver ladder's
+                # deadlines run from now, not from when the milder alert opened.
+                alert = await store.reopen(conn, alert.id, now)
                 await store.audit(
                     conn,
                     alert.id,

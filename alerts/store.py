@@ -65,13 +65,18 @@ class Upserted:
     previous_severity: Severity
 
 
-async def reopen(conn: AsyncConn, alert_id: AlertId, f: Finding, now_ms: int) -> Alert:
-    """An acknowledged alert that a new emergency makes open again, its ladder from the start."""
+async def reopen(
+    conn: AsyncConn, alert_id: AlertId, now_ms: int, started_ms: int | None = None
+) -> Alert:
+    """Open again (a new emergency, a graver severity), its ladder from the start, now.
+
+    `started_ms`: when the condition began, if it is a new one; else the alert keeps its own.
+    """
     cur = await conn.execute(
         "UPDATE alerts SET state = 'open', acked_at = NULL, acked_by = NULL, opened_at = %s,"
-        " started_at = %s, tier = 0, next_action_at = NULL"
+        " started_at = coalesce(%s, started_at), tier = 0, next_action_at = NULL"
         f" WHERE id = %s RETURNING {ALERT_COLUMNS}",
-        (ts(now_ms), ts(f.started_ms), alert_id),
+        (ts(now_ms), None if started_ms is None else ts(started_ms), alert_id),
     )
     row = await cur.fetchone()
     assert row is not None

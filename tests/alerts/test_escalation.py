@@ -445,3 +445,37 @@ def test_an_sos_for_a_resident_registered_after_start_is_alerted(
     assert asyncio.run(scenario()) is not None
     assert query(database_url, "SELECT resident_id, kind FROM alerts") == [("r-0202", "sos")]
     assert len(http.got("zhang")) == 1
+
+
+def test_a_graver_severity_pages_again_even_if_acknowledged_and_escalates_from_then(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+    hr = FindingKind.HEART_RATE
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            first = await engine.handle(finding(hr, Severity.MEDIUM, DAY_MS, hr=115))
+            await alerts.sender.idle()
+            assert first is not None
+            await engine.acknowledge(first, ContactId("c-zhang"), Via.API)
+            clock.advance(30 * 60)  # half an hour on, the heart rate is worse
+            raised = await engine.handle(finding(hr, Severity.HIGH, clock(), hr=138))
+            assert raised == first
+            await alerts.sender.idle()
+            assert len(http.got("zhang")) == 2  # told again: the ack was of the milder alert
+            assert http.got("li") == []  # the doctor's 10 min run from now, not from the opening
+            clock.advance(9 * 60)
+            await step(alerts, engine)
+            assert http.got("li") == []
+            clock.advance(61)
+            await step(alerts, engine)
+            assert len(http.got("li")) == 1
+
+    asyncio.run(scenario())
+    assert query(database_url, "SELECT severity, state, acked_at FROM alerts") == [
+        ("high", "open", None)
+    ]
+    actions = query(database_url, "SELECT action FROM alert_audit ORDER BY id")
+    assert [a for (a,) in actions][:3] == ["opened", "acknowledged", "severity raised"]
