@@ -37,6 +37,14 @@ DETECT_GATHER_S = 0.002
 DB_RETRY_MAX_S = 10.0
 
 
+class GaveUp(Exception):
+    """Stopping, and the database stayed away past ingest.stop_wait_s: `messages` not stored."""
+
+    def __init__(self, messages: int) -> None:
+        super().__init__(f"{messages} messages not stored")
+        self.messages = messages
+
+
 @dataclass(slots=True)
 class Stats:
     """Counters for tests, logs and metrics; touched only on the event loop thread."""
@@ -77,6 +85,8 @@ class Service:
         self.stats = Stats()
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._stop_deadline: float | None = None  # set by stop(): when to give up storing
+        self.unstored = 0  # messages left unstored at stop (the database was away)
         self._derived: list[Record] = []
         self._findings: list[Finding] = []
         self._summaries: list[NightSummary] = []
@@ -101,6 +111,8 @@ class Service:
 
     def stop(self) -> None:
         """Ask the service to drain and finish (also what SIGTERM does)."""
+        if not self._stop.is_set():
+            self._stop_deadline = time.monotonic() + self.settings.ingest.stop_wait_s
         self._stop.set()
 
     def add_derived(self, records: Sequence[MattressSample]) -> None:
@@ -199,17 +211,30 @@ class Service:
     async def _flush_loop(self) -> None:
         assert self.intake is not None
         interval = self.settings.ingest.flush_interval_s
-        while not self._stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.intake.flush_wanted.wait(), interval)
-            self.intake.flush_wanted.clear()
-            await self._flush_once()
-        await self._flush_all()
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.intake.flush_wanted.wait(), interval)
+                self.intake.flush_wanted.clear()
+                await self._flush_once()
+            await self._flush_all()
+        except GaveUp as gave_up:
+            self._gave_up(gave_up)
 
     async def _flush_all(self) -> None:
         assert self.intake is not None
         while self.intake.held_count or self._derived or self._findings or self._summaries:
             await self._flush_once()
+
+    def _gave_up(self, gave_up: GaveUp) -> None:
+        assert self.intake is not None
+        self.unstored = gave_up.messages + len(self.intake.take_held())
+        log.error(
+            "stopping with %d messages not stored: the database stayed away for %.0f s; the"
+            " broker delivers the QoS 1 ones again after a restart, QoS 0 ones are lost",
+            self.unstored,
+            self.settings.ingest.stop_wait_s,
+        )
 
     async def _flush_once(self) -> None:
         assert self.intake is not None
@@ -249,6 +274,11 @@ class Service:
                 self.stats.write_errors += 1
                 metrics.WRITE_ERRORS.inc()
                 log.warning("database write failed (%s); retrying in %.1f s", exc, delay)
+            deadline = self._stop_deadline
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise GaveUp(len(held))
+                delay = min(delay, max(0.05, deadline - time.monotonic()))
             time.sleep(delay)
             delay = min(delay * 2, DB_RETRY_MAX_S)
             with contextlib.suppress(Exception):
@@ -330,7 +360,8 @@ class Service:
 
 
 async def run_service(settings: Settings) -> int:
-    """`bedwatch run`: the service until SIGTERM or SIGINT; 0 after a clean stop."""
+    """`bedwatch run`: the service until SIGTERM or SIGINT; 0 after a clean stop, 1 if the
+    database stayed away so long at the stop that messages were left unstored."""
     from alerts.component import AlertsComponent
 
     service = Service(settings, components=[AlertsComponent(settings)])
@@ -342,4 +373,4 @@ async def run_service(settings: Settings) -> int:
     except DatabaseUnavailable as exc:
         log.error("%s", exc)
         return 1
-    return 0
+    return 1 if service.unstored else 0

@@ -73,10 +73,14 @@ class IngestSettings:
     # QoS 0 telemetry and wave held while the database cannot take them; past this many messages
     # more are analysed but not stored (QoS 1 is bounded by the broker's in-flight window).
     max_held_qos0: int = 100_000
+    # On SIGTERM with the database away: how long to keep trying to store what is held before
+    # stopping without it (unacknowledged QoS 1 messages are delivered again after a restart).
+    stop_wait_s: float = 30.0
 
     def check(self) -> None:
         _in_range("ingest.flush_max_rows", self.flush_max_rows, 1, 1_000_000)
         _in_range("ingest.max_held_qos0", self.max_held_qos0, 1, 100_000_000)
+        _in_range("ingest.stop_wait_s", self.stop_wait_s, 0, 86_400)
         _in_range("ingest.flush_interval_s", self.flush_interval_s, 0.001, 60)
         _in_range("ingest.max_payload_bytes", self.max_payload_bytes, 1024, 16 * 1024 * 1024)
         _in_range("ingest.max_batch_samples", self.max_batch_samples, 1, 100_000)

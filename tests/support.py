@@ -183,6 +183,27 @@ class Device:
         self.client.loop_stop()
 
 
+@contextlib.contextmanager
+def database_down(database_url: str) -> Iterator[None]:
+    """This test's database refuses every connection (the shared server stays up)."""
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        try:
+            yield
+        finally:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)
+                )
+            )
+
+
 def unique_prefix() -> str:
     return f"test/{uuid.uuid4().hex[:10]}/bedwatch/v1"
 

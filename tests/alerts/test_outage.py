@@ -5,12 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import psycopg
-from psycopg import sql
 
 from alerts.component import AlertsComponent
 from detectors.findings import FindingKind, Severity
@@ -19,28 +15,14 @@ from ingest.registry import parse_site, store_site
 from ingest.service import Service
 from tests.alerts.harness import DAY_MS, FakeClock, contact, finding, prepare, running, site
 from tests.alerts.receivers import HttpReceiver
-from tests.support import ADMIN_URL, Device, ServiceThread, query, settings_for, wait_until
-
-
-@contextmanager
-def database_down(database_url: str) -> Iterator[None]:
-    """This test's database refuses every connection (the shared server stays up)."""
-    name = urlsplit(database_url).path.lstrip("/")
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name))
-        )
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-        )
-        try:
-            yield
-        finally:
-            admin.execute(
-                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(name)
-                )
-            )
+from tests.support import (
+    Device,
+    ServiceThread,
+    database_down,
+    query,
+    settings_for,
+    wait_until,
+)
 
 
 def test_an_sos_during_a_database_outage_is_paged_from_memory(
