@@ -60,6 +60,9 @@ class Sender:
         # next thing sent, however many reminders were queued before it.
         self._queue: asyncio.PriorityQueue[tuple[bool, int, Outgoing]] = asyncio.PriorityQueue()
         self._submitted = itertools.count()
+        # Results the database could not take when they came: kept here, recorded by one task
+        # that tries again, while the workers go on sending.
+        self._unrecorded: asyncio.Queue[tuple[Outgoing, Delivery]] = asyncio.Queue()
         self.delivered = 0
         self.failed = 0
 
@@ -70,11 +73,13 @@ class Sender:
     async def idle(self) -> None:
         """Until every submitted row has been tried and recorded (for tests and draining)."""
         await self._queue.join()
+        await self._unrecorded.join()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
             for i in range(self._workers):
                 tasks.create_task(self._send_loop(), name=f"send_loop_{i}")
+            tasks.create_task(self._record_loop(), name="record_loop")
 
     async def _send_loop(self) -> None:
         while True:
@@ -105,38 +110,50 @@ class Sender:
         else:
             self.failed += 1
             log.warning("notification %s to %s failed: %s", row.id, row.contact_id, delivery.error)
-        await self._record(row, delivery)
+        try:
+            await self._record(row, delivery)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # A row left 'sending' would get no retry and no next channel: kept, and recorded
+            # when the database is back, while this worker goes on to the next page.
+            log.warning("notification %s: result not recorded yet (%s)", row.id, exc)
+            self._unrecorded.put_nowait((row, delivery))
 
     async def _record(self, row: Outgoing, delivery: Delivery) -> None:
-        """The attempt's result, and after a failure what comes next, kept until the database
-        takes them: a row left 'sending' would get no retry and no next channel."""
+        """The attempt's result, and after a failure what comes next, in one transaction."""
+        async with self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn, conn.transaction():
+            recorded = await store.record_result(
+                conn,
+                row.id,
+                Result.DELIVERED if delivery.ok else Result.FAILED,
+                error=delivery.error,
+                retryable=None if delivery.ok else delivery.retryable,
+                duration_ms=delivery.duration_ms,
+            )
+            if recorded and not delivery.ok:
+                await self._after_failure(conn, row, delivery)
+
+    async def _record_loop(self) -> None:
         delay = RECORD_RETRY_FIRST_S
         while True:
-            try:
-                async with (
-                    self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn,
-                    conn.transaction(),
-                ):
-                    await store.record_result(
-                        conn,
+            row, delivery = await self._unrecorded.get()
+            while True:
+                try:
+                    await self._record(row, delivery)
+                    break
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    log.warning(
+                        "notification %s: result not recorded (%s); trying again in %.1f s",
                         row.id,
-                        Result.DELIVERED if delivery.ok else Result.FAILED,
-                        error=delivery.error,
-                        retryable=None if delivery.ok else delivery.retryable,
-                        duration_ms=delivery.duration_ms,
+                        exc,
+                        delay,
                     )
-                    if not delivery.ok:
-                        await self._after_failure(conn, row, delivery)
-                return
-            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                log.warning(
-                    "notification %s: result not recorded (%s); trying again in %.1f s",
-                    row.id,
-                    exc,
-                    delay,
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECORD_RETRY_MAX_S)
+                except Exception:
+                    log.exception("notification %s: result not recorded", row.id)
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECORD_RETRY_MAX_S)
+            delay = RECORD_RETRY_FIRST_S
+            self._unrecorded.task_done()
 
     async def _still_open(self, row: Outgoing) -> bool:
         """A row may wait in the queue: an ack or resolve meanwhile cancels it here.

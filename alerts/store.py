@@ -240,12 +240,15 @@ async def record_result(
     error: str,
     retryable: bool | None,
     duration_ms: float,
-) -> None:
-    await conn.execute(
+) -> bool:
+    """The result of an attempt in flight; False if it was recorded already (a retried write
+    whose first commit went through after all), so that nothing is planned twice."""
+    cur = await conn.execute(
         "UPDATE notifications SET result = %s, error = nullif(%s, ''), retryable = %s,"
-        " duration_ms = %s WHERE id = %s",
+        " duration_ms = %s WHERE id = %s AND result = 'sending'",
         (result.value, error, retryable, duration_ms, notification_id),
     )
+    return cur.rowcount == 1
 
 
 async def cancel_pending(conn: AsyncConn, alert_id: AlertId) -> int:

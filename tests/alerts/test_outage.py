@@ -9,11 +9,10 @@ import time
 import psycopg
 
 from alerts.component import AlertsComponent
-from detectors.findings import FindingKind, Severity
 from ingest.db import migrate
 from ingest.registry import parse_site, store_site
 from ingest.service import Service
-from tests.alerts.harness import DAY_MS, FakeClock, contact, finding, prepare, running, site
+from tests.alerts.harness import DAY_MS, FakeClock, contact, prepare, running, site, sos
 from tests.alerts.receivers import HttpReceiver
 from tests.support import (
     Device,
@@ -60,26 +59,47 @@ def test_an_sos_during_a_database_outage_is_paged_from_memory(
     assert query(database_url, "SELECT type FROM device_events") == [("sos",)]
 
 
-def test_a_result_the_database_cannot_take_is_recorded_when_it_returns(
+def test_a_result_the_database_cannot_take_is_recorded_later_and_holds_up_no_page(
     database_url: str, http: HttpReceiver
 ) -> None:
-    text = site([contact("c-zhang", "care_staff", [http.url("slowfail", "zhang")])], ["c-zhang"])
-    settings = prepare(database_url, text)
+    text = site(
+        [
+            contact("c-zhang", "care_staff", [http.url("slowfail", "zhang")]),
+            contact("f-wang", "family", [http.url("ok", "wang")]),
+        ],
+        ["c-zhang", "f-wang"],
+    )
+    settings = prepare(database_url, text, max_parallel_deliveries=1)
     clock = FakeClock()
 
     async def scenario() -> None:
         async with running(settings, clock) as (alerts, engine):
-            await engine.handle(finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=140))
-            # The channel answers (a failure) while the database is away for 4 s.
-            outage = asyncio.create_task(asyncio.to_thread(outage_of, database_url, 4.0))
+            # One sender: the care staff's page (its channel answers a failure after 1.5 s)
+            # and then the family's, both taken before the database goes away for 5 s.
+            await engine.handle(sos(DAY_MS))
+            outage = asyncio.create_task(asyncio.to_thread(outage_of, database_url, 5.0))
+            # The family's page goes out during the outage, not after it.
+            for _ in range(400):
+                if http.got("wang") or outage.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert http.got("wang")
+            assert not outage.done()
             await asyncio.wait_for(alerts.sender.idle(), 30)
             await outage
 
     asyncio.run(scenario())
     assert http.failures == {"zhang": 1}
-    rows = query(database_url, "SELECT attempt, result, reason FROM notifications ORDER BY id")
-    # Not left 'sending': the failure is recorded and the retry planned.
-    assert rows == [(1, "failed", "opened"), (2, "pending", "retry")]
+    rows = query(
+        database_url,
+        "SELECT contact_id, attempt, result, reason FROM notifications ORDER BY id",
+    )
+    # Not left 'sending': the failure is recorded and the retry planned, the delivery recorded.
+    assert sorted(rows) == [
+        ("c-zhang", 1, "failed", "opened"),
+        ("c-zhang", 2, "pending", "retry"),
+        ("f-wang", 1, "delivered", "opened"),
+    ]
 
 
 def outage_of(database_url: str, seconds: float) -> None:
