@@ -34,16 +34,18 @@ from ingest.records import (
 log = logging.getLogger(__name__)
 
 
-# A late lane nobody has fed for this long (receive time) is forgotten.
-LATE_LANE_IDLE_MS = 600_000
+# A resident's late data is analysed once none has come for this long (receive time), so that a
+# backlog uploaded in many messages, in whatever order, is analysed whole and in time order.
+LATE_SETTLE_MS = 5_000
+LATE_MAX_RECORDS = 100_000  # held for one resident at most; analysed at once past that
 
 
 @dataclass(slots=True)
-class LateLane:
-    """A resident's late data (a store-and-forward backlog), analysed apart from the live state."""
+class LateBacklog:
+    """A resident's late records (a store-and-forward backlog) waiting to be analysed."""
 
-    state: ResidentState
-    used_ms: int
+    records: list[Record]
+    last_rx_ms: int
 
 
 class DetectorRunner:
@@ -53,10 +55,11 @@ class DetectorRunner:
     the order they are decided; samples computed from waveforms to `on_derived` (ingest stores
     them with source `wave`); closed nights to `on_summary`.
 
-    Late data (`accept_late`) runs through a state of its own per resident, a late lane, that
+    Late data (`accept_late`, and after a restart records older than the restored state) is
+    held per resident until it settles, then sorted and run through a state of its own that
     starts empty: the vitals, pauses, exits and immobility in it are found as they would have
-    been live, and the findings are marked `late`. The lane touches nothing of the live state:
-    not device silence, not the night being summarised, not the open episodes.
+    been live, and the findings are marked `late`. That touches nothing of the live state: not
+    device silence, not the night being summarised, not the open episodes.
     """
 
     def __init__(
@@ -69,7 +72,7 @@ class DetectorRunner:
     ) -> None:
         self._residents: dict[ResidentId, ResidentConfig] = {}
         self._states: dict[ResidentId, ResidentState] = {}
-        self._late: dict[ResidentId, LateLane] = {}
+        self._late: dict[ResidentId, LateBacklog] = {}
         self._on_finding = on_finding
         self._on_derived = on_derived
         self._on_summary = on_summary
@@ -88,24 +91,47 @@ class DetectorRunner:
             state = self._states.get(rid)
             if state is None:
                 state = self._states[rid] = ResidentState()
+            elif _behind(state, record):
+                # Older than what the live state has seen: only after a restart, as ingest hands
+                # on each device's records in order within a run. Late data, not lost data.
+                self._hold_late(rid, record, received_at_ms)
+                continue
             for finding in self._dispatch(config, state, record, received_at_ms):
                 self._on_finding(finding)
 
     def accept_late(self, records: Sequence[Record], received_at_ms: int) -> None:
-        idle = [k for k, v in self._late.items() if received_at_ms - v.used_ms > LATE_LANE_IDLE_MS]
-        for key in idle:
-            del self._late[key]
         for record in records:
             config = self._config_of(record)
-            if config is None:
-                continue
-            rid = config.resident_id
-            lane = self._late.get(rid)
-            if lane is None or _before_lane(lane.state, record):
-                # A first backlog, or one older than the lane has reached: start afresh.
-                lane = self._late[rid] = LateLane(ResidentState(), received_at_ms)
-            lane.used_ms = received_at_ms
-            for finding in self._late_dispatch(config, lane.state, record):
+            if config is not None:
+                self._hold_late(config.resident_id, record, received_at_ms)
+
+    def _hold_late(self, rid: ResidentId, record: Record, received_at_ms: int) -> None:
+        backlog = self._late.get(rid)
+        if backlog is None:
+            backlog = self._late[rid] = LateBacklog([], received_at_ms)
+        backlog.records.append(record)
+        backlog.last_rx_ms = received_at_ms
+        if len(backlog.records) >= LATE_MAX_RECORDS:
+            self._analyse_late(rid)
+
+    def analyse_late(self, now_ms: int | None = None) -> None:
+        """Analyse the held late data that has settled by `now_ms` (all of it if None)."""
+        settled = [
+            rid
+            for rid, backlog in self._late.items()
+            if now_ms is None or now_ms - backlog.last_rx_ms >= LATE_SETTLE_MS
+        ]
+        for rid in settled:
+            self._analyse_late(rid)
+
+    def _analyse_late(self, rid: ResidentId) -> None:
+        backlog = self._late.pop(rid)
+        config = self._residents.get(rid)
+        if config is None:
+            return
+        state = ResidentState()
+        for record in sorted(backlog.records, key=_time_of):
+            for finding in self._late_dispatch(config, state, record):
                 self._on_finding(replace(finding, late=True))
 
     def _config_of(self, record: Record) -> ResidentConfig | None:
@@ -113,7 +139,10 @@ class DetectorRunner:
         return self._residents.get(rid) if rid is not None else None
 
     def tick(self, now_ms: int) -> None:
-        """The service clock: devices not heard from for their limit are silent."""
+        """The service clock: devices not heard from for their limit are silent, and late data
+        that has settled is analysed."""
+        if self._late:
+            self.analyse_late(now_ms)
         for rid, config in self._residents.items():
             state = self._states.get(rid)
             if state is None:
@@ -128,7 +157,9 @@ class DetectorRunner:
                     self._on_finding(finding)
 
     def close_nights(self) -> None:
-        """Summarise every open night now (the end of a replay), instead of at its end time."""
+        """Summarise every open night now (the end of a replay), instead of at its end time;
+        analyse the late data still held."""
+        self.analyse_late()
         for rid, state in self._states.items():
             config = self._residents.get(rid)
             if config is None or state.night.from_ms < 0:
@@ -321,12 +352,18 @@ class DetectorRunner:
         return judge_night(summary, r.history, at_ms, config.settings)
 
 
-def _before_lane(r: ResidentState, record: Record) -> bool:
-    """Whether a late record is older than what the lane has already analysed for its device."""
+def _behind(r: ResidentState, record: Record) -> bool:
+    """Whether a device sample is not after the last one of its device in this state."""
     if isinstance(record, MattressSample):
         m = r.mattresses.get(record.device_id)
-        return m is not None and record.ts_ms <= m.last_ts_ms
+        return (
+            record.source is SampleSource.DEVICE and m is not None and record.ts_ms <= m.last_ts_ms
+        )
     if isinstance(record, WristbandSample):
         b = r.bands.get(record.device_id)
         return b is not None and record.ts_ms <= b.last_ts_ms
     return False
+
+
+def _time_of(record: Record) -> int:
+    return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms

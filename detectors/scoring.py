@@ -27,6 +27,7 @@ def finding_to_json(f: Finding) -> dict[str, Any]:
         "cleared": f.cleared,
         "device_id": f.device_id,
         "evidence": dict(f.evidence),
+        "late": f.late,
     }
 
 
@@ -75,6 +76,7 @@ class Report:
     nights: int
     kinds: dict[str, KindScore]
     missed: list[dict[str, Any]]
+    late: int = 0  # findings in late data: stored and in the digest, never paged, not scored
 
     @property
     def false_alarms(self) -> int:
@@ -99,7 +101,8 @@ class Report:
             )
         lines.append(
             f"bed-nights: {self.nights}; false alarms (high/critical): "
-            f"{self.false_alarms} = {self.false_alarms / max(self.nights, 1):.3f} per bed-night"
+            f"{self.false_alarms} = {self.false_alarms / max(self.nights, 1):.3f} per bed-night;"
+            f" findings in late data (not paged, not scored): {self.late}"
         )
         return "\n".join(lines)
 
@@ -115,8 +118,11 @@ def score(
     scenarios = [t for t in truth if t.get("type") == "scenario"]
     ends = _night_ends(nights)
     by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    late = 0
     for f in findings:
-        if not f.get("cleared"):
+        if f.get("late"):
+            late += not f.get("cleared")  # a page is what counts, and these never page
+        elif not f.get("cleared"):
             by_key.setdefault((f["resident_id"], f["kind"]), []).append(f)
     kinds = {k.value: KindScore(k.value) for k in FindingKind}
     matched: set[int] = set()
@@ -132,7 +138,7 @@ def score(
                 ks = kinds.setdefault(f["kind"], KindScore(f["kind"]))
                 ks.unmatched += 1
                 ks.false_alarms += f["severity"] in ALARM_SEVERITIES
-    return Report(nights=len(nights), kinds=kinds, missed=missed)
+    return Report(nights=len(nights), kinds=kinds, missed=missed, late=late)
 
 
 def _match(

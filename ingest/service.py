@@ -21,7 +21,7 @@ from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, pr
 from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
 from ingest.intake import Held, InOrder, Intake, wall_ms
 from ingest.mqtt import MqttSession
-from ingest.protocol import Decoder
+from ingest.protocol import Decoded, Decoder
 from ingest.records import MattressSample, Record
 from ingest.registry import load_devices, registry_version
 from ingest.settings import Settings
@@ -168,6 +168,13 @@ class Service:
                 self.intake.close()
                 for task in workers:
                     task.cancel()
+                # What was taken but not yet detected is detected now, late data too: once
+                # stored and acknowledged, it would not come again.
+                self._detect(self.intake.take_to_detect())
+                try:
+                    self.detectors.analyse_late()
+                except Exception:
+                    log.exception("late data analysis failed")
                 # The flush loop is not cancelled: a write cut off half-way would leave its
                 # messages stored but never acknowledged. It drains and returns by itself.
                 self.intake.flush_wanted.set()
@@ -289,15 +296,18 @@ class Service:
         while True:
             await self.intake.detect_ready.wait()
             self.intake.detect_ready.clear()
-            for decoded in self.intake.take_to_detect():
-                try:
-                    self._in_order.feed(decoded)
-                except Exception:
-                    # A detector bug must not stop ingestion; the data is still stored.
-                    log.exception("detector failed on a message from %s", decoded.device_id)
+            self._detect(self.intake.take_to_detect())
             # Under load, let messages gather for a moment: one wake-up of the loop per batch
             # rather than per message, for a few milliseconds on an SOS.
             await asyncio.sleep(DETECT_GATHER_S)
+
+    def _detect(self, items: Sequence[Decoded]) -> None:
+        for decoded in items:
+            try:
+                self._in_order.feed(decoded)
+            except Exception:
+                # A detector bug must not stop ingestion; the data is still stored.
+                log.exception("detector failed on a message from %s", decoded.device_id)
 
     async def _tick_loop(self) -> None:
         while True:

@@ -57,3 +57,14 @@ def test_eval_command_on_files(capsys: pytest.CaptureFixture[str]) -> None:
 def test_eval_command_without_input_is_a_usage_error() -> None:
     args = parse(["eval"])
     assert args.handler(args) == 2
+
+
+def test_findings_in_late_data_are_neither_detections_nor_false_alarms() -> None:
+    truth = list(_jsonl(DATA / "truth.jsonl"))
+    findings = list(_jsonl(DATA / "findings.jsonl"))
+    as_late = [f | {"late": True} for f in findings]
+    report = score(truth, as_late)
+    assert report.kinds["sos"].detected == 0
+    assert report.false_alarms == 0
+    assert report.late == sum(not f.get("cleared") for f in findings)
+    assert "findings in late data (not paged, not scored):" in report.table()
