@@ -56,6 +56,9 @@ def step_event(
             )
         ]
     if kind is EventType.FALL:
+        if event.identity_ms == b.last_fall_id_ms:
+            return []  # the same fall delivered again (after a restart): the state remembers it
+        b.last_fall_id_ms = event.identity_ms
         r.alarm_ms = max(r.alarm_ms, ts)
         return [
             Finding(

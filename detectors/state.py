@@ -63,6 +63,7 @@ class WristbandState:
     unworn_prev: bool = False
     removed: bool = False
     battery_low: bool = False
+    last_fall_id_ms: int = -1  # the device's own time of the last fall (DeviceEvent.identity_ms)
 
     def episodes(self) -> tuple[Episode, ...]:
         return (self.hr_high, self.hr_elevated)

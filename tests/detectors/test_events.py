@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from detectors.findings import FindingKind, Severity
 from ingest.records import DeviceEvent, EventType
 from tests.detectors.helpers import BAND, NIGHT_MS, RID, Harness, band, event
@@ -68,3 +70,16 @@ def test_an_sos_delivered_again_after_a_restart_is_not_a_second_press() -> None:
     assert after.findings == []
     after.feed([event(NIGHT_MS + 30_000, EventType.SOS)])  # a real second press still counts
     assert [f.evidence["presses"] for f in after.of(FindingKind.SOS)] == [2]
+
+
+def test_a_fall_delivered_again_after_a_restart_is_not_a_second_fall() -> None:
+    before = Harness()
+    # The band's clock is an hour fast: the fall is acted on at receive time, known by its own.
+    fall = DeviceEvent(BAND, RID, NIGHT_MS, EventType.FALL, device_ts_ms=NIGHT_MS + 3_600_000)
+    before.feed([fall])
+    after = Harness()
+    after.runner.restore(before.runner.snapshot())
+    after.feed([replace(fall, ts_ms=NIGHT_MS + 20_000)])  # delivered again, received later
+    assert after.findings == []
+    after.feed([event(NIGHT_MS + 60_000, EventType.FALL)])  # another fall still counts
+    assert len(after.of(FindingKind.FALL)) == 1
