@@ -319,6 +319,9 @@ async def _nights(
     return out
 
 
+LATE_AT_MOST_MS = 8 * 86_400_000
+
+
 async def _findings(
     conn: store.AsyncConn, ids: list[ResidentId], since: int, until: int
 ) -> tuple[
@@ -329,8 +332,17 @@ async def _findings(
     cur = await conn.execute(
         "SELECT resident_id, kind, evidence, late, at FROM findings WHERE resident_id = ANY(%s)"
         " AND NOT cleared AND ((severity = 'low' AND NOT late AND at >= %s AND at < %s)"
-        " OR (late AND detected_at >= %s AND detected_at < %s)) ORDER BY at, id",
-        (ids, store.ts(since), store.ts(until), store.ts(since), store.ts(until)),
+        " OR (late AND detected_at >= %s AND detected_at < %s AND at >= %s)) ORDER BY at, id",
+        # Late data is at most a week old (older is quarantined as stale): a bound on `at`
+        # keeps the search to the index's recent part.
+        (
+            ids,
+            store.ts(since),
+            store.ts(until),
+            store.ts(since),
+            store.ts(until),
+            store.ts(since - LATE_AT_MOST_MS),
+        ),
     )
     counts: dict[tuple[ResidentId, bool], Counter[FindingKind]] = {}
     latest: dict[tuple[ResidentId, bool, FindingKind], tuple[Mapping[str, object], int]] = {}

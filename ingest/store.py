@@ -72,7 +72,9 @@ FROM (SELECT %(ts_ms)s::int8 AS ts_ms) t
 WHERE NOT EXISTS (
     SELECT 1 FROM device_events e
     WHERE e.device_id = %(device_id)s AND e.type = %(type)s AND e.device_time
-        = TIMESTAMPTZ 'epoch' + coalesce(%(device_ms)s, %(ts_ms)s)::int8 * INTERVAL '1 millisecond')
+        = TIMESTAMPTZ 'epoch' + coalesce(%(device_ms)s, %(ts_ms)s)::int8 * INTERVAL '1 millisecond'
+    -- A copy comes within the broker's session expiry (7 days): recent chunks only.
+    AND e.time >= TIMESTAMPTZ 'epoch' + (%(ts_ms)s::int8 - 8 * 86400000) * INTERVAL '1 millisecond')
 ON CONFLICT DO NOTHING"""
 # A status without device time (a Last Will) has the receive time, so a retained one delivered
 # again after a restart would look new: it is stored only if it changes the device's state.
