@@ -37,8 +37,9 @@ class Held:
     decoded: Decoded
 
 
-# Channels whose QoS 0 messages may be left unstored when too many wait (never events or status).
-SHEDDABLE = frozenset({Channel.TELEMETRY, Channel.WAVE})
+# Channels whose QoS 0 messages are left unstored when too much waits to be stored, and at what
+# share of the limit: wave first, then telemetry; never events or status.
+SHED_AT = {Channel.WAVE: 0.5, Channel.TELEMETRY: 1.0}
 
 
 def wall_ms() -> EpochMs:
@@ -58,14 +59,14 @@ class Intake:
         loop: asyncio.AbstractEventLoop,
         *,
         flush_max_rows: int,
-        max_held_qos0: int = 100_000,
+        max_held_qos0_bytes: int = 64_000_000,
         clock: Callable[[], EpochMs] = wall_ms,
     ) -> None:
         self.decoder = decoder
         self._loop = loop
         self._flush_max_rows = flush_max_rows
-        self._max_held_qos0 = max_held_qos0
-        self._held_qos0 = 0
+        self._max_held_qos0 = max_held_qos0_bytes
+        self._held_qos0 = 0  # bytes of payload
         self._clock = clock
         self._lock = threading.Lock()
         self._held: list[Held] = []
@@ -94,20 +95,21 @@ class Intake:
         with self._lock:
             if self._closed:
                 return
-            if qos == 0 and decoded.channel in SHEDDABLE:
-                # Nothing bounds QoS 0 at the broker: while the database is away, hold at most
-                # max_held_qos0 of them, so that memory cannot run out before it returns.
-                shed = self._held_qos0 >= self._max_held_qos0
-                self._held_qos0 += not shed
-            else:
-                shed = False
+            shed = False
+            if qos == 0 and decoded.channel in SHED_AT:
+                # Nothing bounds QoS 0 at the broker: while the database is away, hold a bounded
+                # amount, so that memory cannot run out before it returns; wave goes first.
+                limit = self._max_held_qos0 * SHED_AT[decoded.channel]
+                shed = self._held_qos0 >= limit
+                if not shed:
+                    self._held_qos0 += len(payload)
             if shed:
                 self.shed_qos0 += 1
                 if self.shed_qos0 == 1 or self.shed_qos0 % 100_000 == 0:
                     log.warning(
-                        "%d QoS 0 telemetry messages waiting to be stored: more are analysed but"
-                        " not stored (%d so far)",
-                        self._held_qos0,
+                        "%.1f MB of QoS 0 telemetry and wave waiting to be stored: more is"
+                        " analysed but not stored (%d messages so far)",
+                        self._held_qos0 / 1e6,
                         self.shed_qos0,
                     )
             else:

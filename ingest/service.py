@@ -35,6 +35,7 @@ RETENTION_EVERY_S = 3600.0
 TICK_S = 1.0
 DETECT_GATHER_S = 0.002
 DB_RETRY_MAX_S = 10.0
+DERIVED_HELD_MAX = 500_000
 
 
 class GaveUp(Exception):
@@ -53,6 +54,7 @@ class Stats:
     written: WriteResult = field(default_factory=WriteResult)
     acked: int = 0
     write_errors: int = 0
+    derived_dropped: int = 0  # rates computed from waveforms not stored: too many waiting
 
 
 class Component(Protocol):
@@ -116,7 +118,18 @@ class Service:
         self._stop.set()
 
     def add_derived(self, records: Sequence[MattressSample]) -> None:
-        """Records computed here (heart and breathing rate from waveforms), stored next flush."""
+        """Records computed here (heart and breathing rate from waveforms), stored next flush.
+
+        While the database is away they wait, up to DERIVED_HELD_MAX rows; later ones are
+        dropped (they were already analysed; only the stored copy is lost).
+        """
+        if len(self._derived) >= DERIVED_HELD_MAX:
+            if not self.stats.derived_dropped:
+                log.warning(
+                    "%d rates from waveforms waiting to be stored: dropping more", DERIVED_HELD_MAX
+                )
+            self.stats.derived_dropped += len(records)
+            return
         self._derived.extend(records)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
@@ -143,7 +156,7 @@ class Service:
             self._decoder,
             loop,
             flush_max_rows=settings.ingest.flush_max_rows,
-            max_held_qos0=settings.ingest.max_held_qos0,
+            max_held_qos0_bytes=settings.ingest.max_held_qos0_mb * 1_000_000,
         )
         self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
         metrics.watch(self)

@@ -70,16 +70,17 @@ class IngestSettings:
     future_skew_limit_s: int = 300
     stale_after_s: int = 7 * 24 * 3600
     keep_wave: bool = False  # store raw waveform blocks (a pad at 50 Hz: 1.4 M values a night)
-    # QoS 0 telemetry and wave held while the database cannot take them; past this many messages
-    # more are analysed but not stored (QoS 1 is bounded by the broker's in-flight window).
-    max_held_qos0: int = 100_000
+    # QoS 0 telemetry and wave held while the database cannot take them, in MB of payload; past
+    # half of it wave is no longer held, past all of it telemetry neither (both still analysed).
+    # QoS 1 is bounded by the broker's in-flight window.
+    max_held_qos0_mb: int = 64
     # On SIGTERM with the database away: how long to keep trying to store what is held before
     # stopping without it (unacknowledged QoS 1 messages are delivered again after a restart).
     stop_wait_s: float = 30.0
 
     def check(self) -> None:
         _in_range("ingest.flush_max_rows", self.flush_max_rows, 1, 1_000_000)
-        _in_range("ingest.max_held_qos0", self.max_held_qos0, 1, 100_000_000)
+        _in_range("ingest.max_held_qos0_mb", self.max_held_qos0_mb, 1, 1_000_000)
         _in_range("ingest.stop_wait_s", self.stop_wait_s, 0, 86_400)
         _in_range("ingest.flush_interval_s", self.flush_interval_s, 0.001, 60)
         _in_range("ingest.max_payload_bytes", self.max_payload_bytes, 1024, 16 * 1024 * 1024)

@@ -26,7 +26,7 @@ def intake() -> Iterator[Intake]:
         Decoder(devices=DEVICES),
         loop,
         flush_max_rows=1_000_000,
-        max_held_qos0=3,
+        max_held_qos0_bytes=3 * len(telemetry(0)),
         clock=lambda: NOW_MS,
     )
     loop.close()
@@ -52,3 +52,14 @@ def test_qos0_telemetry_past_the_bound_is_analysed_but_not_held(intake: Intake) 
     intake.on_message(b"bedwatch/v1/mat-0001/telemetry", telemetry(10), 0, 0, False, 1)
     assert [h.decoded.seq for h in intake.take_held()] == [10]
     assert intake.shed_qos0 == 2
+
+
+def test_wave_is_shed_before_telemetry(intake: Intake) -> None:
+    wave = json.dumps({"seq": 1, "t0": NOW_MS - 60_000, "fs": 50, "raw": [1] * 50}).encode()
+    for i in range(2):  # two thirds of the limit: past the half at which wave goes
+        intake.on_message(b"bedwatch/v1/mat-0001/telemetry", telemetry(i), 0, 0, False, 1)
+    intake.on_message(b"bedwatch/v1/mat-0001/wave", wave, 0, 0, False, 1)
+    intake.on_message(b"bedwatch/v1/mat-0001/telemetry", telemetry(2), 0, 0, False, 1)
+    assert [h.decoded.channel for h in intake.take_held()] == ["telemetry"] * 3
+    assert intake.shed_qos0 == 1
+    assert len(intake.take_to_detect()) == 4
