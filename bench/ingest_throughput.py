@@ -21,9 +21,9 @@ generated before any timing starts and played in these phases:
 
 A and R are short (the broker and a bare client are fast): each is run --broker-repeats times and
 the median run is reported. CPU seconds per phase, from /proc: the broker, the consumer (the
-mosquitto_sub or bare paho process in A and R, the service process in B and P), the PostgreSQL
-backends (the service's in B and P, the COPY connection's in C), the publishers, and the busy cores
-of the whole machine (other users included). The report turns them into CPU per message and an
+mosquitto_sub or bare paho process in A and R, the service process and its detectors' worker in
+B and P), the PostgreSQL backends (the service's in B and P, the COPY connection's in C), the
+publishers, and the busy cores of the whole machine (other users included). The report turns them into CPU per message and an
 estimate of the cores the whole pipeline would need at 0.3 x A (the project's target).
 
 Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
@@ -557,7 +557,8 @@ class ServiceProcess:
             return self.messages, self.rows, self.last_commit_ms
 
     def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
+        """The service process and its children (the detectors' worker process)."""
+        return sum(proc_cpu_s(pid) for pid in [self.proc.pid, *children(self.proc.pid)])
 
     def stop(self) -> list[tuple[int, int]]:
         if self.proc.poll() is None:
@@ -587,6 +588,21 @@ def proc_cpu_s(pid: int) -> float:
         return float("nan")
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, from /proc."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(entry.name))
+    return out
 
 
 def machine_busy() -> tuple[int, int]:
@@ -1147,8 +1163,10 @@ def run_phases(bench: Bench) -> dict[str, Any]:
             print(f"  {p.name}: {p.samples_per_s:,.0f} samples/s")
     finally:
         pairs = service.stop()
-    add_delays(b, [x for x in pairs if x[0] < int(p_started * 1000)])
-    if p is not None:
+    if p is None:
+        add_delays(b, pairs)
+    else:
+        add_delays(b, [x for x in pairs if x[0] < int(p_started * 1000)])
         add_delays(p, [x for x in pairs if x[0] >= int(p_started * 1000)])
     check = verify(bench, service)
     spec = specs_for(args, bench.port, bench.prefix, bench.base_b, args.messages, 0)[0]

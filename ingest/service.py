@@ -15,11 +15,11 @@ import psycopg
 
 from detectors.findings import Finding
 from detectors.nights import NightSummary
-from detectors.runner import DetectorRunner
 from ingest import metrics
 from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, prune, redact
+from ingest.detect_process import DetectorProcess
 from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
-from ingest.intake import Held, InOrder, Intake, wall_ms
+from ingest.intake import Held, Intake, wall_ms
 from ingest.mqtt import MqttSession
 from ingest.protocol import Decoded, Decoder
 from ingest.records import MattressSample, Record
@@ -92,11 +92,11 @@ class Service:
         self._derived: list[Record] = []
         self._findings: list[Finding] = []
         self._summaries: list[NightSummary] = []
-        self.detectors = DetectorRunner(
-            residents={},
+        self.detectors = DetectorProcess(
             on_finding=self._on_finding,
             on_derived=self.add_derived,
             on_summary=self._summaries.append,
+            clock=clock,
         )
         self._store = Store(settings.database.url, keep_wave=settings.ingest.keep_wave)
         self._decoder = Decoder(
@@ -107,7 +107,6 @@ class Service:
             future_skew_limit_ms=settings.ingest.future_skew_limit_s * 1000,
             stale_after_ms=settings.ingest.stale_after_s * 1000,
         )
-        self._in_order = InOrder(self.detectors)
         self.intake: Intake | None = None
         self.mqtt: MqttSession | None = None
 
@@ -148,8 +147,15 @@ class Service:
                 log.exception("%s failed on a %s finding", component.name, finding.kind)
 
     async def run(self) -> None:
-        settings = self.settings
         loop = self._loop = asyncio.get_running_loop()
+        self.detectors.start(loop)
+        try:
+            await self._run(loop)
+        finally:
+            await asyncio.to_thread(self.detectors.stop)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        settings = self.settings
         # Open in order: database (schema, registry), then the broker session, then workers.
         await asyncio.to_thread(self._prepare_database)
         self.intake = Intake(
@@ -182,12 +188,14 @@ class Service:
                 for task in workers:
                     task.cancel()
                 # What was taken but not yet detected is detected now, late data too: once
-                # stored and acknowledged, it would not come again.
+                # stored and acknowledged, it would not come again. The findings come back
+                # before the answer to sync(), so the last flush stores them.
                 self._detect(self.intake.take_to_detect())
+                self.detectors.analyse_late()
                 try:
-                    self.detectors.analyse_late()
-                except Exception:
-                    log.exception("late data analysis failed")
+                    await self.detectors.sync()
+                except TimeoutError:
+                    log.error("the detectors did not answer at stop: their last findings are lost")
                 # The flush loop is not cancelled: a write cut off half-way would leave its
                 # messages stored but never acknowledged. It drains and returns by itself.
                 self.intake.flush_wanted.set()
@@ -217,8 +225,7 @@ class Service:
             blob = load_snapshot(conn)
         if blob is not None:
             try:
-                self.detectors.restore(blob)
-                self.detectors.resume(self.clock())
+                self.detectors.restore(blob, self.clock())
             except ValueError as exc:
                 log.warning("detector state not restored, starting afresh: %s", exc)
         self._store.open()
@@ -315,12 +322,11 @@ class Service:
             await asyncio.sleep(DETECT_GATHER_S)
 
     def _detect(self, items: Sequence[Decoded]) -> None:
-        for decoded in items:
-            try:
-                self._in_order.feed(decoded)
-            except Exception:
-                # A detector bug must not stop ingestion; the data is still stored.
-                log.exception("detector failed on a message from %s", decoded.device_id)
+        try:
+            self.detectors.feed(items)
+        except Exception:
+            # Detection must not stop ingestion; the data is still stored.
+            log.exception("%d messages not handed to the detectors", len(items))
 
     async def _tick_loop(self) -> None:
         while True:
@@ -358,7 +364,7 @@ class Service:
     async def _save_snapshot(self) -> None:
         """Detector state with everything it reflects already handed to storage."""
         try:
-            blob = self.detectors.snapshot()
+            blob = await self.detectors.snapshot()
             await asyncio.to_thread(self._write_snapshot, blob)
         except Exception:
             log.exception("detector state not saved")

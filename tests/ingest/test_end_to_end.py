@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import time
 
@@ -314,3 +316,24 @@ def test_a_stop_with_the_database_away_gives_up_in_time_and_loses_nothing(
         wait_until(lambda: count(database_url, "mattress_samples") == 20)
         time.sleep(0.3)
     assert count(database_url, "mattress_samples") == 20
+
+
+def test_the_detectors_worker_is_started_again_if_it_dies(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    recorder = Recorder()
+    settings = prepare(database_url, broker_url, prefix).settings
+    service = Service(settings, components=[recorder])
+    with ServiceThread(service):
+        band = Device(broker_url, "band-0001", prefix)
+        band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))
+        wait_until(lambda: len(recorder.seen) == 1)
+        worker = service.detectors.pid
+        assert worker is not None
+        os.kill(worker, signal.SIGKILL)
+        wait_until(lambda: service.detectors.restarts == 1)
+        band.send("event", json.dumps({"seq": 2, "ts": T0 + 300_000, "type": "sos"}))
+        wait_until(lambda: len(recorder.seen) == 2, 30)
+        band.close()
+    assert service.detectors.pid != worker
+    assert [f.kind for f in recorder.seen] == ["sos", "sos"]
