@@ -23,8 +23,9 @@ A and R are short (the broker and a bare client are fast): each is run --broker-
 the median run is reported. CPU seconds per phase, from /proc: the broker, the consumer (the
 mosquitto_sub or bare paho process in A and R, the service process and its detectors' worker in
 B and P), the PostgreSQL backends (the service's in B and P, the COPY connection's in C), the
-publishers, and the busy cores of the whole machine (other users included). The report turns them into CPU per message and an
-estimate of the cores the whole pipeline would need at 0.3 x A (the project's target).
+publishers, and the busy cores of the whole machine (other users included). The report turns
+them into CPU per message and an estimate of the cores the whole pipeline would need at 0.3 x A
+(the project's target).
 
 Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
 detection). The service process runs with one hook (Store.write wrapped, nothing else changed):
