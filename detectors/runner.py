@@ -73,6 +73,7 @@ class DetectorRunner:
         self._residents: dict[ResidentId, ResidentConfig] = {}
         self._states: dict[ResidentId, ResidentState] = {}
         self._late: dict[ResidentId, LateBacklog] = {}
+        self._received_ms = 0  # of the records being accepted
         self._on_finding = on_finding
         self._on_derived = on_derived
         self._on_summary = on_summary
@@ -91,11 +92,7 @@ class DetectorRunner:
             state = self._states.get(rid)
             if state is None:
                 state = self._states[rid] = ResidentState()
-            elif _behind(state, record):
-                # Older than what the live state has seen: only after a restart, as ingest hands
-                # on each device's records in order within a run. Late data, not lost data.
-                self._hold_late(rid, record, received_at_ms)
-                continue
+            self._received_ms = received_at_ms
             for finding in self._dispatch(config, state, record, received_at_ms):
                 self._on_finding(finding)
 
@@ -208,6 +205,12 @@ class DetectorRunner:
             out += step_event(r, r.band(record.device_id), record, config.settings)
         return out
 
+    def _behind(self, config: ResidentConfig, sample: Record) -> None:
+        """A sample not after the last of its device in the live state: ingest hands on each
+        device's records in order within a run, so this is data older than the state restored
+        after a restart. Late data, not lost data."""
+        self._hold_late(config.resident_id, sample, self._received_ms)
+
     def _late_dispatch(
         self, config: ResidentConfig, r: ResidentState, record: Record
     ) -> list[Finding]:
@@ -215,11 +218,11 @@ class DetectorRunner:
         # own identity check in ingest. Battery and strap housekeeping speak of the device now.
         kind = type(record)
         if kind is MattressSample:
-            return self._mattress(config, r, record, nights=False)  # type: ignore[arg-type]
+            return self._mattress(config, r, record, live=False)  # type: ignore[arg-type]
         if kind is WaveBlock:
             return self._wave(config, r, record)  # type: ignore[arg-type]
         if kind is WristbandSample:
-            return self._band(config, r, record, housekeeping=False)  # type: ignore[arg-type]
+            return self._band(config, r, record, live=False)  # type: ignore[arg-type]
         return []
 
     def _mattress(
@@ -228,13 +231,16 @@ class DetectorRunner:
         r: ResidentState,
         sample: MattressSample,
         *,
-        nights: bool = True,
+        live: bool = True,
     ) -> list[Finding]:
+        """`live`: the live state (else a late analysis: no night, nothing held back)."""
         if sample.source is not SampleSource.DEVICE:
             return []  # our own derived samples, handed back: not evidence twice
         m = r.mattress(sample.device_id)
         if sample.ts_ms <= m.last_ts_ms:
-            return []  # ingest hands on each device's records in order; be safe anyway
+            if live:
+                self._behind(config, sample)
+            return []
         m.last_ts_ms = sample.ts_ms
         m.occ = sample.occ
         r.in_bed = sample.occ == 1
@@ -245,7 +251,7 @@ class DetectorRunner:
         out += step_rr_pause(r, m, sample, s)
         out += step_exit(r, m, sample, s, config.zone)
         out += step_immobile(m, sample, s)
-        if not nights:
+        if not live:
             return out
         summary = step_night(
             r.night, config.resident_id, sample, mattress_valid(sample, s), s, config.zone
@@ -260,10 +266,13 @@ class DetectorRunner:
         r: ResidentState,
         sample: WristbandSample,
         *,
-        housekeeping: bool = True,
+        live: bool = True,
     ) -> list[Finding]:
+        """`live`: the live state (else a late analysis: no housekeeping, nothing held back)."""
         b = r.band(sample.device_id)
         if sample.ts_ms <= b.last_ts_ms:
+            if live:
+                self._behind(config, sample)
             return []
         b.last_ts_ms = sample.ts_ms
         # With a pad, the band's heart rate counts in bed only, as DESIGN.md asks; with every
@@ -272,7 +281,7 @@ class DetectorRunner:
         pads_dark = all(r.liveness(d).silent for d in pads)
         in_bed = r.in_bed or pads_dark
         out = step_wristband(r, b, sample, config.settings, in_bed=in_bed)
-        if housekeeping:
+        if live:
             out += step_band_housekeeping(b, sample, config.settings)
         return out
 
@@ -350,19 +359,6 @@ class DetectorRunner:
         if self._on_summary is not None:
             self._on_summary(summary)
         return judge_night(summary, r.history, at_ms, config.settings)
-
-
-def _behind(r: ResidentState, record: Record) -> bool:
-    """Whether a device sample is not after the last one of its device in this state."""
-    if isinstance(record, MattressSample):
-        m = r.mattresses.get(record.device_id)
-        return (
-            record.source is SampleSource.DEVICE and m is not None and record.ts_ms <= m.last_ts_ms
-        )
-    if isinstance(record, WristbandSample):
-        b = r.bands.get(record.device_id)
-        return b is not None and record.ts_ms <= b.last_ts_ms
-    return False
 
 
 def _time_of(record: Record) -> int:

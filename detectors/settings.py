@@ -160,17 +160,15 @@ class ResidentConfig:
     devices: Mapping[DeviceId, DeviceKind]
     settings: DetectorSettings = field(default_factory=DetectorSettings)
 
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)  # of `timezone`, looked up once
+
     def __post_init__(self) -> None:
         try:
-            ZoneInfo(self.timezone)
+            object.__setattr__(self, "zone", _zone(self.timezone))
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(
                 f"resident {self.resident_id}: unknown timezone {self.timezone!r}"
             ) from exc
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return _zone(self.timezone)
 
     def has_kind(self, kind: DeviceKind) -> bool:
         return kind in self.devices.values()
