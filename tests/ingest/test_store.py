@@ -7,7 +7,7 @@ import time
 from ingest.db import migrate
 from ingest.protocol import Decoded
 from ingest.records import Channel, DeviceId, MattressSample, ResidentId
-from ingest.store import Store
+from ingest.store import DIRECT_PAUSE_FLUSHES, Store
 from tests.support import query, settings_for
 
 NOW = int(time.time() * 1000)
@@ -37,3 +37,26 @@ def test_a_value_the_column_cannot_hold_quarantines_its_message_only(database_ur
     [(reason, detail)] = query(database_url, "SELECT reason, detail FROM quarantine")
     assert reason == "store_failed"
     assert "OverflowError" in detail or "out of range" in detail
+
+
+def test_pad_samples_are_copied_straight_or_staged_when_some_are_stored_already(
+    database_url: str,
+) -> None:
+    migrate(settings_for(database_url, "mqtt://127.0.0.1:1883", "x"))
+    store = Store(database_url)
+    store.open()
+    try:
+        first = store.write([message(1, NOW - 3000), message(2, NOW - 2000)])
+        assert store._staged_flushes == 0  # copied straight: nothing was stored before
+        # A redelivery of the second with a new one: the straight COPY fails as a whole, the
+        # batch is staged and the copy skipped, and the next flushes are staged too.
+        again = store.write([message(2, NOW - 2000), message(3, NOW - 1000)])
+        assert store._staged_flushes == DIRECT_PAUSE_FLUSHES
+        more = store.write([message(4, NOW - 500)])
+    finally:
+        store.close()
+    assert (first.mattress, again.mattress, more.mattress) == (2, 1, 1)
+    rows = query(database_url, "SELECT time, hr, source FROM mattress_samples ORDER BY time")
+    assert [(int(t.timestamp() * 1000), hr, src) for t, hr, src in rows] == [
+        (ts, 60.0, "device") for ts in (NOW - 3000, NOW - 2000, NOW - 1000, NOW - 500)
+    ]
