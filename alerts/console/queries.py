@@ -172,6 +172,7 @@ class Night:
     occ: list[float | None]
     move: list[float | None]
     alerts: list[tuple[datetime, FindingKind, Severity]]
+    late: list[tuple[datetime, FindingKind, Severity]]  # findings in data uploaded late
 
 
 def night_start(night: date, timezone: str) -> datetime:
@@ -206,5 +207,12 @@ async def night(conn: AsyncConn, resident_id: ResidentId, day: date, timezone: s
         (resident_id, start, end),
     )
     marks = [(at, FindingKind(k), Severity(s)) for at, k, s in await cur.fetchall()]
+    # Found in a backlog a device uploaded after its newer data: never paged, shown here.
+    cur = await conn.execute(
+        "SELECT started_at, kind, severity FROM findings WHERE resident_id = %s AND late"
+        " AND NOT cleared AND started_at >= %s AND started_at < %s ORDER BY started_at",
+        (resident_id, start, end),
+    )
+    late = [(at, FindingKind(k), Severity(s)) for at, k, s in await cur.fetchall()]
     hr, rr, occ, move = series
-    return Night(day, start, minutes, hr, rr, occ, move, marks)
+    return Night(day, start, minutes, hr, rr, occ, move, marks, late)

@@ -62,6 +62,7 @@ WORDS = {
     "back": ("返回", "Back"),
     "no_data": ("这一晚没有床垫数据", "No mattress data for this night"),
     "alert_marks": ("这一晚的告警", "Alerts this night"),
+    "late_marks": ("补传数据中的发现（未推送）", "Found in data uploaded late (not paged)"),
     "live": ("实时", "live"),
     "reconnecting": ("连接中断，正在重连…", "Connection lost, reconnecting…"),
     "not_found": ("找不到或无权查看", "Not found, or not in your care team"),

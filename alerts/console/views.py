@@ -153,7 +153,7 @@ def _n(value: float | None) -> str:
 
 
 def night(w: Words, r: ResidentStatus, n: Night, today: date) -> str:
-    marks = [at for at, _, _ in n.alerts]
+    marks = [at for at, _, _ in n.alerts + n.late]
     charts = {
         "hr": plots.Chart("hr", w("hr"), n.hr, 40, 100, plots.Style.LINE),
         "rr": plots.Chart("rr", w("rr"), n.rr, 0, 30, plots.Style.LINE),
@@ -187,11 +187,14 @@ def night(w: Words, r: ResidentStatus, n: Night, today: date) -> str:
 
 
 def _marks(w: Words, n: Night, timezone: str) -> str:
-    if not n.alerts:
-        return ""
-    items = "".join(
-        f'<li class="sev-{sev}">{at.astimezone(ZoneInfo(timezone)).strftime("%H:%M")}'
-        f" {e(w.kind(kind))} · {e(w.severity(sev))}</li>"
-        for at, kind, sev in n.alerts
-    )
-    return f'<h2>{e(w("alert_marks"))}</h2><ul class="marks">{items}</ul>'
+    out = ""
+    for title, marks in (("alert_marks", n.alerts), ("late_marks", n.late)):
+        if not marks:
+            continue
+        items = "".join(
+            f'<li class="sev-{sev}">{at.astimezone(ZoneInfo(timezone)).strftime("%H:%M")}'
+            f" {e(w.kind(kind))} · {e(w.severity(sev))}</li>"
+            for at, kind, sev in marks
+        )
+        out += f'<h2>{e(w(title))}</h2><ul class="marks">{items}</ul>'
+    return out

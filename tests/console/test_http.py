@@ -7,7 +7,9 @@ import json
 import re
 import urllib.error
 import urllib.request
+from datetime import datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
@@ -17,7 +19,7 @@ from alerts.console.auth import COOKIE
 from alerts.tokens import revoke_tokens
 from ingest.db import migrate
 from ingest.service import Service
-from tests.console.site import Browserless, press_sos, running_site
+from tests.console.site import TZ, Browserless, last_night, press_sos, running_site
 from tests.support import Mosquitto, ServiceThread, free_port, query, settings_for, wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -173,3 +175,26 @@ def test_login_care_team_csrf_and_revocation(
         with psycopg.connect(database_url) as conn:
             revoke_tokens(conn, "c-zhang")
         assert zhang.request("/console/")[0] == 303
+
+
+def test_the_night_page_lists_findings_in_data_uploaded_late(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    night = last_night()
+    at = datetime.combine(night, time(23, 40), ZoneInfo(TZ))
+    with running_site(database_url, broker_url, prefix) as run:
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "INSERT INTO findings (resident_id, device_id, kind, severity, at, started_at,"
+                " cleared, late) VALUES ('r-0101', 'mat-0101', 'breathing_pause', 'high', %s, %s,"
+                " false, true), ('r-0101', 'mat-0101', 'breathing_pause', 'high', %s, %s,"
+                " true, true)",
+                (at, at, at, at),
+            )
+        zhang = Browserless(run.base)
+        assert zhang.login("c-zhang", run.tokens["c-zhang"]) == 303
+        status, _, page = zhang.request(f"/console/residents/r-0101/night?night={night}")
+    assert status == 200
+    assert "补传数据中的发现（未推送）" in page
+    assert page.count("23:40") == 1  # the finding, not its end
+    assert "这一晚的告警" not in page  # no alert was raised
