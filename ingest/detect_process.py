@@ -13,6 +13,7 @@ answered by the worker comes after the output of everything sent before it.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import itertools
 import logging
@@ -20,14 +21,17 @@ import multiprocessing
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from detectors import snapshot
 from detectors.findings import Finding
 from detectors.nights import NightSummary
 from detectors.runner import DetectorRunner
 from detectors.settings import ResidentConfig
+from detectors.state import ResidentState
 from ingest.intake import InOrder
 from ingest.protocol import Decoded
 from ingest.records import Channel, DeviceId, MattressSample, ResidentId
@@ -36,7 +40,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-RESTART_PAUSE_S = 1.0
+RESTART_PAUSE_S = 1.0  # doubled for each death within QUICK_DEATH_S of a start, up to the max
+RESTART_MAX_S = 30.0
+QUICK_DEATH_S = 10.0
 
 # One decoded message as it crosses the pipe: device, channel, receive time, whether the records
 # are pad samples as plain tuples (a tuple pickles five times faster than a NamedTuple), records.
@@ -94,6 +100,8 @@ class DetectorProcess:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._stopping = False
+        self._started_at = 0.0
+        self._quick_deaths = 0
         self.restarts = 0
 
     # ------------------------------------------------------------------ commands (event loop)
@@ -103,6 +111,8 @@ class DetectorProcess:
         self._send(("residents", self._residents))
 
     def restore(self, blob: bytes, now_ms: int) -> None:
+        """Raises ValueError for a blob that is not a detector snapshot of this version."""
+        snapshot.loads(blob, ResidentState)  # checked here, where the caller can say so
         self._last_snapshot = blob
         self._send(("restore", blob, now_ms))
 
@@ -130,6 +140,11 @@ class DetectorProcess:
     # ------------------------------------------------------------------ life
 
     @property
+    def backlog(self) -> int:
+        """Commands (batches of messages, mostly) waiting to be sent to the worker."""
+        return self._outbox.qsize()
+
+    @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
@@ -137,19 +152,37 @@ class DetectorProcess:
         self._loop = loop
         self._spawn()
         threading.Thread(target=self._send_loop, name="detect-send", daemon=True).start()
+        # The worker ignores SIGTERM (the service stops it after draining), and multiprocessing
+        # waits at exit for its daemonic children after sending them just that: an exit that
+        # skipped stop() must not hang on it.
+        atexit.register(self._kill)
 
     def stop(self) -> None:
-        """Ask the worker to finish and wait for it (called once the service has drained)."""
+        """Ask the worker to finish, on the event loop, once the service has drained.
+
+        On the loop, so that a worker dying at this moment is not started again (`_died`
+        runs there too); then `join` waits for it, off the loop.
+        """
         self._stopping = True
         self._outbox.put(("stop",))
         self._outbox.put(None)
+
+    def join(self) -> None:
         process = self._process
         if process is not None:
             process.join(STOP_TIMEOUT_S)
             if process.is_alive():
                 log.warning("detector worker did not stop; killing it")
-                process.kill()
-                process.join()
+                self._kill()
+        if self._conn is not None:
+            self._conn.close()
+        atexit.unregister(self._kill)
+
+    def _kill(self) -> None:
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join(STOP_TIMEOUT_S)
 
     def _spawn(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -162,7 +195,15 @@ class DetectorProcess:
         )
         process.start()
         child.close()
-        self._process, self._conn = process, parent
+        # A new worker gets its residents and state first, before anything still queued for
+        # the one it replaces (that queue is sent to whichever worker is current).
+        parent.send(("residents", self._residents))
+        if self._last_snapshot is not None and self.restarts:
+            parent.send(("restore", self._last_snapshot, self._clock()))
+        self._started_at = time.monotonic()
+        old, self._process, self._conn = self._conn, process, parent
+        if old is not None:
+            old.close()
         threading.Thread(
             target=self._read_loop, args=(parent,), name="detect-read", daemon=True
         ).start()
@@ -187,12 +228,21 @@ class DetectorProcess:
             if command is None:
                 return
             conn = self._conn
-            try:
-                assert conn is not None
-                conn.send(command)
-            except (OSError, ValueError, AssertionError) as exc:
-                if not self._stopping:
-                    log.error("detector worker unreachable (%s); command dropped", exc)
+            while True:
+                try:
+                    assert conn is not None
+                    conn.send(command)
+                    break
+                except (OSError, EOFError, ValueError):
+                    # The worker is gone: this command waits for the next one.
+                    while self._conn is conn and not self._stopping:
+                        time.sleep(0.05)
+                    if self._stopping:
+                        break
+                    conn = self._conn
+                except Exception as exc:
+                    log.error("detector command %s not sent: %s", command[0], exc)
+                    break
 
     def _read_loop(self, conn: Connection) -> None:
         loop = self._loop
@@ -232,16 +282,27 @@ class DetectorProcess:
         if self._stopping:
             return
         code = self._process.exitcode if self._process is not None else None
-        self.restarts += 1
+        for reply in self._replies.values():  # asked of the worker that is gone
+            if not reply.done():
+                reply.set_exception(RuntimeError("the detector worker ended"))
+        # A worker that dies again soon after starting is started again more slowly.
+        quick = time.monotonic() - self._started_at < QUICK_DEATH_S
+        self._quick_deaths = self._quick_deaths + 1 if quick else 0
+        pause = min(RESTART_MAX_S, RESTART_PAUSE_S * (2**self._quick_deaths - 1))
         log.error(
-            "detector worker ended (exit code %s); starting it again from the last snapshot:"
-            " records given to it since are not detected again",
+            "detector worker ended (exit code %s); starting it again in %.0f s from the last"
+            " snapshot: records given to it since are not detected again",
             code,
+            pause,
         )
+        assert self._loop is not None
+        self._loop.call_later(pause, self._restart)
+
+    def _restart(self) -> None:
+        if self._stopping:
+            return
+        self.restarts += 1
         self._spawn()
-        self._send(("residents", self._residents))
-        if self._last_snapshot is not None:
-            self._send(("restore", self._last_snapshot, self._clock()))
 
 
 def worker_main(conn: Connection, log_level: int) -> None:

@@ -79,6 +79,11 @@ class ServiceCollector(Collector):
             "Messages decoded and waiting for the detectors",
             value=intake.detect_backlog if intake is not None else 0,
         )
+        yield GaugeMetricFamily(
+            "bedwatch_queue_detect_batches",
+            "Batches of messages waiting to be sent to the detectors' worker process",
+            value=service.detectors.backlog,
+        )
         connected = service.mqtt is not None and service.mqtt.connected.is_set()
         yield GaugeMetricFamily(
             "bedwatch_mqtt_connected", "1 while the MQTT session is connected", value=connected

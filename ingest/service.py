@@ -87,6 +87,8 @@ class Service:
         self.stats = Stats()
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
+        # Set once the last detector output is in: the flush loop then drains and ends.
+        self._drain = asyncio.Event()
         self._stop_deadline: float | None = None  # set by stop(): when to give up storing
         self.unstored = 0  # messages left unstored at stop (the database was away)
         self._derived: list[Record] = []
@@ -152,7 +154,8 @@ class Service:
         try:
             await self._run(loop)
         finally:
-            await asyncio.to_thread(self.detectors.stop)
+            self.detectors.stop()
+            await asyncio.to_thread(self.detectors.join)
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         settings = self.settings
@@ -198,6 +201,7 @@ class Service:
                     log.error("the detectors did not answer at stop: their last findings are lost")
                 # The flush loop is not cancelled: a write cut off half-way would leave its
                 # messages stored but never acknowledged. It drains and returns by itself.
+                self._drain.set()
                 self.intake.flush_wanted.set()
                 await flush
         finally:
@@ -239,7 +243,7 @@ class Service:
         assert self.intake is not None
         interval = self.settings.ingest.flush_interval_s
         try:
-            while not self._stop.is_set():
+            while not self._drain.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.intake.flush_wanted.wait(), interval)
                 self.intake.flush_wanted.clear()
@@ -360,6 +364,10 @@ class Service:
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
             await self._save_snapshot()
+
+    async def checkpoint(self) -> None:
+        """Save the detector state now (as every minute and at stop)."""
+        await self._save_snapshot()
 
     async def _save_snapshot(self) -> None:
         """Detector state with everything it reflects already handed to storage."""

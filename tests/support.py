@@ -11,9 +11,9 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import paho.mqtt.client as paho
@@ -115,6 +115,9 @@ def wait_until(check: Callable[[], Any], timeout_s: float = 15.0, every_s: float
         time.sleep(every_s)
 
 
+T = TypeVar("T")
+
+
 class ServiceThread:
     """The service on its own event loop in a thread, so a test can act as the devices."""
 
@@ -143,6 +146,10 @@ class ServiceThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def call(self, step: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 30.0) -> T:
+        """Run a coroutine of the service's on its event loop, and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(step(), self._loop).result(timeout_s)
 
     def stop(self) -> None:
         if self._thread.is_alive():

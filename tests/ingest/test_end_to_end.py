@@ -318,22 +318,54 @@ def test_a_stop_with_the_database_away_gives_up_in_time_and_loses_nothing(
     assert count(database_url, "mattress_samples") == 20
 
 
-def test_the_detectors_worker_is_started_again_if_it_dies(
+def test_the_detectors_worker_is_started_again_from_the_last_checkpoint_if_it_dies(
     database_url: str, broker_url: str, prefix: str
 ) -> None:
     recorder = Recorder()
     settings = prepare(database_url, broker_url, prefix).settings
     service = Service(settings, components=[recorder])
-    with ServiceThread(service):
+    running = ServiceThread(service)
+    with running:
         band = Device(broker_url, "band-0001", prefix)
         band.send("event", json.dumps({"seq": 1, "ts": T0, "type": "sos"}))
         wait_until(lambda: len(recorder.seen) == 1)
+        running.call(service.checkpoint)
         worker = service.detectors.pid
         assert worker is not None
         os.kill(worker, signal.SIGKILL)
         wait_until(lambda: service.detectors.restarts == 1)
-        band.send("event", json.dumps({"seq": 2, "ts": T0 + 300_000, "type": "sos"}))
+        # Sent as the next worker starts: detected by it, after its checkpoint is restored.
+        band.send("event", json.dumps({"seq": 2, "ts": T0 + 60_000, "type": "sos"}))
         wait_until(lambda: len(recorder.seen) == 2, 30)
+        assert running.call(service.detectors.snapshot)  # answered by the new worker
         band.close()
+    assert service.detectors.restarts == 1
     assert service.detectors.pid != worker
-    assert [f.kind for f in recorder.seen] == ["sos", "sos"]
+    # The second press joined the first: the new worker had its state before that message.
+    assert [f.evidence["presses"] for f in recorder.seen] == [1, 2]
+
+
+def test_findings_decided_at_stop_are_stored(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    recorder = Recorder()
+    settings = prepare(database_url, broker_url, prefix, flush_interval_s=0.001).settings
+    start = T0 - 3_600_000
+    with ServiceThread(Service(settings, components=[recorder])):
+        pad = Device(broker_url, "mat-0001", prefix)
+        pad.send(
+            "telemetry", json.dumps({"seq": 1, "samples": [mattress(T0 + i) for i in range(3)]})
+        )
+        backlog = [mattress(start + 1000 * i) for i in range(30)]
+        backlog += [mattress(start + 30_000 + 1000 * i, rr=0) for i in range(40)]
+        backlog += [mattress(start + 70_000 + 1000 * i) for i in range(30)]
+        for k in range(0, len(backlog), 10):
+            pad.send("telemetry", json.dumps({"seq": 2 + k, "samples": backlog[k : k + 10]}))
+        wait_until(lambda: count(database_url, "mattress_samples") == 103)
+        pad.close()
+        # Stopped before the backlog has settled: the stop analyses it, and stores what it finds.
+    assert [(f.kind, f.late) for f in recorder.seen] == [("breathing_pause", True)] * 2
+    assert (
+        query(database_url, "SELECT kind, late FROM findings ORDER BY id")
+        == [("breathing_pause", True)] * 2
+    )
