@@ -27,6 +27,7 @@ from ingest.records import (
     ResidentId,
     WaveBlock,
     WristbandSample,
+    time_of,
 )
 
 NIGHT_S = 8 * 3600
@@ -128,7 +129,7 @@ def make_runner(beds: int) -> DetectorRunner:
 def play(runner: DetectorRunner, messages: Sequence[list[Record]]) -> None:
     for records in messages:
         first = records[0]
-        runner.accept(records, first.t0_ms if isinstance(first, WaveBlock) else first.ts_ms)
+        runner.accept(records, time_of(first))
 
 
 def best_of(

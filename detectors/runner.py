@@ -29,6 +29,7 @@ from ingest.records import (
     StatusState,
     WaveBlock,
     WristbandSample,
+    time_of,
 )
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class DetectorRunner:
         self._residents = dict(residents)
 
     def accept(self, records: Sequence[Record], received_at_ms: int) -> None:
+        self._received_ms = received_at_ms
         for record in records:
             config = self._config_of(record)
             if config is None:
@@ -92,7 +94,6 @@ class DetectorRunner:
             state = self._states.get(rid)
             if state is None:
                 state = self._states[rid] = ResidentState()
-            self._received_ms = received_at_ms
             for finding in self._dispatch(config, state, record, received_at_ms):
                 self._on_finding(finding)
 
@@ -127,7 +128,7 @@ class DetectorRunner:
         if config is None:
             return
         state = ResidentState()
-        for record in sorted(backlog.records, key=_time_of):
+        for record in sorted(backlog.records, key=time_of):
             for finding in self._late_dispatch(config, state, record):
                 self._on_finding(replace(finding, late=True))
 
@@ -359,7 +360,3 @@ class DetectorRunner:
         if self._on_summary is not None:
             self._on_summary(summary)
         return judge_night(summary, r.history, at_ms, config.settings)
-
-
-def _time_of(record: Record) -> int:
-    return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms

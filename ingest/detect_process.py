@@ -38,7 +38,7 @@ from ingest.records import Channel, DeviceId, MattressSample, ResidentId
 
 log = logging.getLogger(__name__)
 
-START_TIMEOUT_S = 60.0
+REPLY_TIMEOUT_S = 60.0  # for a snapshot or a sync: the worker has everything before it to do
 STOP_TIMEOUT_S = 10.0
 RESTART_PAUSE_S = 1.0  # doubled for each death within QUICK_DEATH_S of a start, up to the max
 RESTART_MAX_S = 30.0
@@ -108,24 +108,24 @@ class DetectorProcess:
 
     def set_residents(self, residents: Mapping[ResidentId, ResidentConfig]) -> None:
         self._residents = dict(residents)
-        self._send(("residents", self._residents))
+        self._outbox.put(("residents", self._residents))
 
     def restore(self, blob: bytes, now_ms: int) -> None:
         """Raises ValueError for a blob that is not a detector snapshot of this version."""
         snapshot.loads(blob, ResidentState)  # checked here, where the caller can say so
         self._last_snapshot = blob
-        self._send(("restore", blob, now_ms))
+        self._outbox.put(("restore", blob, now_ms))
 
     def feed(self, items: Iterable[Decoded]) -> None:
         packed = pack(items)
         if packed:
-            self._send(("feed", packed))
+            self._outbox.put(("feed", packed))
 
     def tick(self, now_ms: int) -> None:
-        self._send(("tick", now_ms))
+        self._outbox.put(("tick", now_ms))
 
     def analyse_late(self) -> None:
-        self._send(("late",))
+        self._outbox.put(("late",))
 
     async def snapshot(self) -> bytes:
         """The detector state, after everything sent before has been detected and handed on."""
@@ -208,17 +208,14 @@ class DetectorProcess:
             target=self._read_loop, args=(parent,), name="detect-read", daemon=True
         ).start()
 
-    def _send(self, command: tuple[Any, ...]) -> None:
-        self._outbox.put(command)
-
     async def _ask(self, what: str) -> Any:
         assert self._loop is not None
         ask = next(self._asks)
         reply = self._loop.create_future()
         self._replies[ask] = reply
-        self._send((what, ask))
+        self._outbox.put((what, ask))
         try:
-            return await asyncio.wait_for(reply, START_TIMEOUT_S)
+            return await asyncio.wait_for(reply, REPLY_TIMEOUT_S)
         finally:
             self._replies.pop(ask, None)
 

@@ -21,6 +21,7 @@ from ingest.records import (
     Record,
     WaveBlock,
     WristbandSample,
+    time_of,
 )
 from ingest.sink import RecordSink
 
@@ -180,9 +181,7 @@ class Coverage:
             return
         self.starts.append(start)
         self.ends.append(end)
-        if len(self.starts) > self.MAX_SPANS:
-            self.ends[0] = self.ends[1]
-            del self.starts[1], self.ends[1]
+        self._trim()
 
     def covers(self, t: EpochMs) -> bool:
         i = bisect.bisect_right(self.starts, t) - 1
@@ -198,6 +197,9 @@ class Coverage:
             end = max(end, self.ends[hi - 1])
         self.starts[lo:hi] = [start]
         self.ends[lo:hi] = [end]
+        self._trim()
+
+    def _trim(self) -> None:
         if len(self.starts) > self.MAX_SPANS:
             self.ends[0] = self.ends[1]
             del self.starts[1], self.ends[1]
@@ -239,25 +241,25 @@ class InOrder:
         if seen is None:
             seen = self._seen[key] = Coverage(_join_ms(records[0]))
         last = seen.end
-        if _time_of(records[0]) > last:  # the usual case: all of it is new
+        if time_of(records[0]) > last:  # the usual case: all of it is new
             fresh: Sequence[Record] = records
             older: list[Record] = []
         else:
-            fresh = [r for r in records if _time_of(r) > last]
-            older = [r for r in records if _time_of(r) <= last]
+            fresh = [r for r in records if time_of(r) > last]
+            older = [r for r in records if time_of(r) <= last]
         if fresh:
-            seen.extend(_time_of(fresh[0]), _end_of(fresh[-1]))
+            seen.extend(time_of(fresh[0]), _end_of(fresh[-1]))
             self.sink.accept(fresh, decoded.received_at_ms)
         if older:
             self._feed_older(seen, older, decoded.received_at_ms)
 
     def _feed_older(self, seen: Coverage, older: list[Record], received_at_ms: EpochMs) -> None:
-        late = [r for r in older if not seen.covers(_time_of(r))]
+        late = [r for r in older if not seen.covers(time_of(r))]
         self.dropped += len(older) - len(late)
         if not late:
             return
-        late.sort(key=_time_of)
-        seen.add(_time_of(late[0]), _end_of(late[-1]))
+        late.sort(key=time_of)
+        seen.add(time_of(late[0]), _end_of(late[-1]))
         self.late += len(late)
         self.sink.accept_late(late, received_at_ms)
 
@@ -268,7 +270,7 @@ class InOrder:
             identity = (
                 (record.identity_ms, record.type.value)
                 if isinstance(record, DeviceEvent)
-                else (_time_of(record), "")
+                else (time_of(record), "")
             )
             if identity in seen:
                 self.dropped += 1
@@ -288,12 +290,8 @@ def _join_ms(record: Record) -> EpochMs:
     return JOIN_MS.get(type(record), 10_000)
 
 
-def _time_of(record: Record) -> EpochMs:
-    return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms
-
-
 def _end_of(record: Record) -> EpochMs:
     """The time of a record's last sample (the next wave block starts just after it)."""
     if isinstance(record, WaveBlock) and record.fs_hz > 0 and record.n > 1:
         return record.t0_ms + int((record.n - 1) * 1000 / record.fs_hz)
-    return _time_of(record)
+    return time_of(record)

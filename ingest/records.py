@@ -151,6 +151,11 @@ class DeviceStatus:
 Record = MattressSample | WristbandSample | DeviceEvent | WaveBlock | DeviceStatus
 
 
+def time_of(record: Record) -> EpochMs:
+    """A record's device time (a wave block's: its first sample's)."""
+    return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A message, or one sample of a batch, that broke the contract."""

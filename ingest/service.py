@@ -208,7 +208,7 @@ class Service:
             # Close in reverse: the broker session ends (the broker keeps it, with anything
             # unacknowledged), then the database.
             await asyncio.to_thread(self.mqtt.stop)
-            await self._save_snapshot()
+            await self.checkpoint()
             await asyncio.to_thread(self._store.close)
             log.info(
                 "stopped: %d flushes, %d acks, %d samples stored",
@@ -363,14 +363,11 @@ class Service:
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY_S)
-            await self._save_snapshot()
+            await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """Save the detector state now (as every minute and at stop)."""
-        await self._save_snapshot()
-
-    async def _save_snapshot(self) -> None:
-        """Detector state with everything it reflects already handed to storage."""
+        """Save the detector state, with everything it reflects already handed to storage (every
+        minute and at stop)."""
         try:
             blob = await self.detectors.snapshot()
             await asyncio.to_thread(self._write_snapshot, blob)

@@ -29,4 +29,5 @@ class RecordSink(Protocol):
         """
 
     def tick(self, now_ms: EpochMs) -> None:
-        """The service clock, about once a second: only `device_silent` may use it."""
+        """The service clock, about once a second: only `device_silent` may use it (and the
+        wait for late data to settle, which is about receive time too)."""

@@ -18,8 +18,8 @@ from ingest.records import (
     MattressSample,
     Record,
     ResidentId,
-    WaveBlock,
     WristbandSample,
+    time_of,
 )
 
 RID = ResidentId("r-0001")
@@ -66,9 +66,7 @@ def event(ts_ms: int, kind: EventType) -> DeviceEvent:
     return DeviceEvent(BAND, RID, ts_ms, kind)
 
 
-def when(record: Record) -> int:
-    """A record's device time."""
-    return record.t0_ms if isinstance(record, WaveBlock) else record.ts_ms
+when = time_of  # a record's device time
 
 
 def seconds(start_ms: int, n: int, **values: object) -> list[MattressSample]:
