@@ -18,6 +18,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 
+COPY bedwatch ./bedwatch
 COPY ingest ./ingest
 COPY detectors ./detectors
 COPY alerts ./alerts

@@ -1,18 +1,15 @@
-"""The HTTP surface: the ack API, signed links, the console, /metrics and /health."""
+"""The alerts' HTTP routes: the ack API, signed links and the console (the host adds the rest)."""
 
 from __future__ import annotations
 
 import asyncio
 import html
 import logging
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 import psycopg
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import AsyncConnectionPool
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,7 +20,6 @@ from alerts.engine import Decision, Engine, Outcome
 from alerts.links import LinkError, Links
 from alerts.metrics import ALERT_COUNTS
 from alerts.model import AlertId, ContactId, Via
-from ingest.metrics import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +32,8 @@ STATUS = {
     Outcome.FORBIDDEN: 403,
 }
 HEALTH_DB_TIMEOUT_S = 2.0
-__all__ = ["make_app", "token_digest"]  # token_digest: tokens.py issues with it
+# token_digest: tokens.py issues with it
+__all__ = ["database_up", "make_routes", "refresh_counts", "token_digest"]
 
 
 async def contact_for_token(pool: AsyncConnectionPool[AsyncConn], token: str) -> ContactId | None:
@@ -49,15 +46,14 @@ async def contact_for_token(pool: AsyncConnectionPool[AsyncConn], token: str) ->
     return None if row is None else ContactId(row[0])
 
 
-def make_app(
+def make_routes(
     engine: Engine,
     links: Links,
     pool: AsyncConnectionPool[AsyncConn],
     *,
     console: Console | None = None,
-    broker_up: Callable[[], bool] = lambda: False,
-) -> Starlette:
-    """The app; `broker_up` tells /health whether the service's MQTT session is connected."""
+) -> list[BaseRoute]:
+    """The ack API for contacts' tokens, the pages behind signed links, and the console."""
 
     async def act(request: Request) -> Response:
         header = request.headers.get("authorization", "")
@@ -89,32 +85,15 @@ def make_app(
         text = f"{action}: {decision.outcome.value} / 已{_ZH[action]}"
         return HTMLResponse(_page(text, ""), STATUS[decision.outcome])
 
-    async def metrics(request: Request) -> Response:
-        try:
-            async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), pool.connection() as conn:
-                await ALERT_COUNTS.refresh(conn)
-        except Exception as exc:
-            # The other series are still worth having; the alert counts keep their last value.
-            log.warning("alert counts not refreshed for /metrics: %s", exc)
-        return Response(generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def health(request: Request) -> Response:
-        broker = broker_up()
-        database = await _database_up(pool)
-        body = {"status": "ok" if broker and database else "down"}
-        body |= {"broker": _up(broker), "database": _up(database)}
-        return JSONResponse(body, 200 if broker and database else 503)
-
     routes: list[BaseRoute] = [
         Route("/api/v1/alerts/{alert_id}/{action:str}", act, methods=["POST"]),
         Route("/a/{token}", link_page, methods=["GET", "POST"]),
-        Route("/metrics", metrics),
-        Route("/health", health),
     ]
-    return Starlette(routes=routes + (console.routes() if console else []))
+    return routes + (console.routes() if console else [])
 
 
-async def _database_up(pool: AsyncConnectionPool[AsyncConn]) -> bool:
+async def database_up(pool: AsyncConnectionPool[AsyncConn]) -> bool:
+    """For /health: the alert engine's database answers within HEALTH_DB_TIMEOUT_S."""
     try:
         async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), pool.connection() as conn:
             await conn.execute("SELECT 1")
@@ -123,8 +102,14 @@ async def _database_up(pool: AsyncConnectionPool[AsyncConn]) -> bool:
     return True
 
 
-def _up(value: bool) -> str:
-    return "up" if value else "down"
+async def refresh_counts(pool: AsyncConnectionPool[AsyncConn]) -> None:
+    """For /metrics: count open alerts now. On failure the other series are still worth having;
+    the alert counts keep their last value."""
+    try:
+        async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), pool.connection() as conn:
+            await ALERT_COUNTS.refresh(conn)
+    except Exception as exc:
+        log.warning("alert counts not refreshed for /metrics: %s", exc)
 
 
 _ZH = {"ack": "确认", "resolve": "处理"}

@@ -1,4 +1,4 @@
-"""The alerts component of the service: intake, scheduler, sender and the HTTP API together."""
+"""The alerts component: findings in, engine, scheduler, sender, digests and web routes together."""
 
 from __future__ import annotations
 
@@ -7,30 +7,26 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
 
-import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import store
-from alerts.api import make_app
+from alerts.api import database_up, make_routes, refresh_counts
 from alerts.console import Changes, Console, Sessions
 from alerts.delivery import Current, Sender
 from alerts.digest import DigestLoop
 from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
 from alerts.fallback import EmergencyFallback
+from alerts.host import Host, Web
 from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
+from alerts.settings import AlertsSettings
 from detectors.findings import Finding
-from ingest.intake import wall_ms
-from ingest.metrics import REGISTRY
-from ingest.settings import Settings
-
-if TYPE_CHECKING:
-    from ingest.service import Service
+from ingest.records import EpochMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +41,22 @@ class Alerts:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: AlertsSettings,
         *,
-        clock: Callable[[], int],
-        publish: Callable[[str, bytes], None] | None = None,
+        database_url: str,
+        clock: Callable[[], EpochMs],
+        send_command: Callable[[str, bytes], None] | None = None,
         notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
-        self._publish = publish
-        a = settings.alerts
+        self._send_command = send_command
+        a = settings
         self._notifier = notifier or AppriseNotifier(
             timeout_s=a.delivery_timeout_s, max_parallel=a.max_parallel_deliveries
         )
         self.pool: AsyncConnectionPool[store.AsyncConn] = AsyncConnectionPool(
-            settings.database.url, min_size=2, max_size=4 + SHARDS, open=False
+            database_url, min_size=2, max_size=4 + SHARDS, open=False
         )
         self.current = Current()
         self.sender = Sender(
@@ -81,7 +78,7 @@ class Alerts:
             resent = await store.interrupted(conn, self.clock())
         if resent:
             log.info("%d notifications cut off by the last stop are planned again", resent)
-        a = self.settings.alerts
+        a = self.settings
         self.links = Links(secret, public_url=a.public_url, ttl_s=a.link_ttl_s)
         self.engine = Engine(
             self.pool,
@@ -97,8 +94,8 @@ class Alerts:
         await self.pool.close()
 
     async def _link_secret(self, conn: store.AsyncConn) -> bytes:
-        if self.settings.alerts.link_secret:
-            return self.settings.alerts.link_secret.encode()
+        if self.settings.link_secret:
+            return self.settings.link_secret.encode()
         await conn.execute(
             "INSERT INTO alert_keys (name, secret) VALUES ('links', %s) ON CONFLICT DO NOTHING",
             (secrets.token_bytes(32),),
@@ -109,11 +106,10 @@ class Alerts:
         return bytes(row[0])
 
     def _sos_ack(self, device_id: str, alert_id: AlertId) -> None:
-        if self._publish is None:
+        if self._send_command is None:
             return
-        topic = f"{self.settings.mqtt.topic_prefix}/{device_id}/cmd"
         payload = {"type": "sos_ack", "alert": str(alert_id), "ts": self.clock()}
-        self._publish(topic, json.dumps(payload).encode())
+        self._send_command(device_id, json.dumps(payload).encode())
         log.info("sos_ack for alert %s sent to %s", alert_id, device_id)
 
     async def reload(self) -> None:
@@ -128,7 +124,7 @@ class Alerts:
                 await self.engine.run_due()
             except Exception:
                 log.exception("alert scheduler step failed")
-            await asyncio.sleep(self.settings.alerts.scheduler_interval_s)
+            await asyncio.sleep(self.settings.scheduler_interval_s)
 
     async def registry_loop(self) -> None:
         while True:
@@ -138,75 +134,59 @@ class Alerts:
             except Exception as exc:
                 log.warning("alert routing not reloaded: %s", exc)
 
-    async def http_loop(self) -> None:
+    async def web_loop(self, host: Host) -> None:
+        """The ack API, signed links and the console, served by the host until cancelled."""
         assert self.engine is not None
         assert self.links is not None
         async with self.pool.connection() as conn:
             secret = await self._link_secret(conn)
         changes = Changes(self.pool)
-        https = self.settings.alerts.public_url.startswith("https:")
+        https = self.settings.public_url.startswith("https:")
         console = Console(self.engine, self.pool, Sessions(secret), changes, secure_cookies=https)
-        # The service's own gauge says whether its MQTT session is up (None: no service yet).
-        broker_up = lambda: REGISTRY.get_sample_value("bedwatch_mqtt_connected") == 1.0  # noqa: E731
-        app = make_app(self.engine, self.links, self.pool, console=console, broker_up=broker_up)
-        host, _, port = self.settings.http.addr.rpartition(":")
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=int(port),
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
+        web = Web(
+            routes=make_routes(self.engine, self.links, self.pool, console=console),
+            database_up=partial(database_up, self.pool),
+            before_scrape=partial(refresh_counts, self.pool),
+            closing=changes.close,  # open event streams end, so stopping does not wait on them
         )
-        server = _QuietServer(config)
         poller = asyncio.create_task(changes.run(), name="console_changes_loop")
-        task = asyncio.ensure_future(server.serve())
         try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            changes.close()  # open event streams end, so stopping does not wait on them
-            server.should_exit = True  # close the sockets and finish open requests
-            await task
-            raise
+            await host.serve_http(web)
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
 
 
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the service owns SIGTERM and SIGINT."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 class AlertsComponent:
-    """`Component` for `ingest.service.Service`: findings in, people told, acks handled."""
+    """A component of the service: findings in, people told, acks handled."""
 
     name = "alerts"
 
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        *,
+        database_url: str,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self.database_url = database_url
         self._notifier = notifier
         self._shards: list[asyncio.Queue[Finding]] = [asyncio.Queue() for _ in range(SHARDS)]
         self.alerts: Alerts | None = None
         self.ready = asyncio.Event()
-        self._clock: Callable[[], int] = wall_ms
-        direct = notifier or AppriseNotifier(
-            timeout_s=settings.alerts.delivery_timeout_s, max_parallel=4
-        )
+        self._clock: Callable[[], EpochMs] = wall_ms
+        direct = notifier or AppriseNotifier(timeout_s=settings.delivery_timeout_s, max_parallel=4)
         self.fallback = EmergencyFallback(
             direct,
             lambda: self.alerts.current if self.alerts is not None else None,
-            settings.alerts.public_url.rstrip("/") + "/console/",
+            settings.public_url.rstrip("/") + "/console/",
             self._now,
         )
 
-    def _now(self) -> int:
-        return self._clock()  # the service's clock, known once run() has started
+    def _now(self) -> EpochMs:
+        return self._clock()  # the host's clock, known once run() has started
 
     def on_finding(self, finding: Finding) -> None:
         if finding.late:
@@ -214,17 +194,17 @@ class AlertsComponent:
         self.fallback.watch(finding)
         self._shards[hash(finding.resident_id) % SHARDS].put_nowait(finding)
 
-    async def run(self, service: Service) -> None:
-        self._clock = service.clock
+    async def run(self, host: Host) -> None:
+        self._clock = host.clock
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._fallback_loop(), name="alert_fallback_loop")
-            tasks.create_task(self._restarting(service), name="alert_engine_loop")
+            tasks.create_task(self._restarting(host), name="alert_engine_loop")
 
-    async def _restarting(self, service: Service) -> None:
+    async def _restarting(self, host: Host) -> None:
         delay = 1.0
         while True:
             try:
-                await self._run(service)
+                await self._run(host)
             except Exception:
                 log.exception("alerts stopped; starting again in %.0f s", delay)
             await asyncio.sleep(delay)
@@ -242,9 +222,13 @@ class AlertsComponent:
         finally:
             await self.fallback.close()
 
-    async def _run(self, service: Service) -> None:
+    async def _run(self, host: Host) -> None:
         alerts = self.alerts = Alerts(
-            self.settings, clock=service.clock, publish=service.publish, notifier=self._notifier
+            self.settings,
+            database_url=self.database_url,
+            clock=host.clock,
+            send_command=host.send_command,
+            notifier=self._notifier,
         )
         async with alerts as engine, asyncio.TaskGroup() as tasks:
             tasks.create_task(alerts.sender.run(), name="send_loops")
@@ -254,8 +238,8 @@ class AlertsComponent:
             tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
             digests = DigestLoop(alerts.pool, alerts.sender, alerts.current, clock=alerts.clock)
             tasks.create_task(digests.run(), name="alert_digest_loop")
-            if self.settings.alerts.serve_http:
-                tasks.create_task(alerts.http_loop(), name="alert_http_loop")
+            if self.settings.serve_http:
+                tasks.create_task(alerts.web_loop(host), name="alert_web_loop")
             self.ready.set()
             log.info("alerts running: %d contacts", len(alerts.current.directory.contacts))
 

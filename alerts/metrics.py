@@ -6,7 +6,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -14,7 +14,9 @@ from alerts.model import AlertId, AlertState
 from alerts.notifier import Delivery
 from alerts.store import AsyncConn, Upserted
 from detectors.findings import FindingKind, Severity
-from ingest.metrics import REGISTRY
+
+# The alert engine's series; the application collects this registry with the other components'.
+REGISTRY = CollectorRegistry(auto_describe=True)
 
 TRANSITIONS = Counter(
     "bedwatch_alert_transitions",

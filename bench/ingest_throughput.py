@@ -478,34 +478,43 @@ def service_main() -> int:
     Per committed batch, one line on stdout: `commit_ms messages mattress_rows findings`. At
     exit, the (publish_ms, commit_ms) pairs go to the file named by BENCH_DELAYS_FILE.
     """
+    from bedwatch import cli, detector_store
     from detectors.findings import Finding
     from detectors.nights import NightSummary
-    from ingest import cli
     from ingest.protocol import Decoded
     from ingest.records import Record
-    from ingest.store import Store, WriteResult
+    from ingest.store import AlsoWrite, Cursor, Store, WriteResult
 
     original = Store.write
+    original_findings = detector_store.store_findings
     pairs = array.array("q")
     out = sys.stdout
+    findings_written = [0]
+
+    def store_findings(
+        cur: Cursor, findings: Sequence[Finding], summaries: Sequence[NightSummary]
+    ) -> None:
+        original_findings(cur, findings, summaries)
+        findings_written[0] += len(findings)
 
     def write(
         self: Store,
         messages: Sequence[Decoded],
         derived: Sequence[Record] = (),
-        findings: Sequence[Finding] = (),
-        summaries: Sequence[NightSummary] = (),
+        also: AlsoWrite | None = None,
     ) -> WriteResult:
-        result = original(self, messages, derived, findings, summaries)
+        findings_written[0] = 0
+        result = original(self, messages, derived, also)
         now = time.time_ns() // 1_000_000
         for m in messages:
             if m.seq is not None:
                 pairs.append(m.seq)
                 pairs.append(now)
-        out.write(f"{now} {len(messages)} {result.mattress} {result.findings}\n")
+        out.write(f"{now} {len(messages)} {result.mattress} {findings_written[0]}\n")
         out.flush()
         return result
 
+    detector_store.store_findings = store_findings
     Store.write = write  # type: ignore[method-assign]
     code = cli.main(["run"])
     with open(os.environ["BENCH_DELAYS_FILE"], "wb") as f:
@@ -990,9 +999,10 @@ def site_toml(beds: int) -> str:
 def prepare_database(database_url: str, beds: int) -> None:
     import psycopg
 
-    from ingest.db import migrate
-    from ingest.registry import parse_site, store_site
-    from ingest.settings import Settings
+    from bedwatch.migrate import migrate
+    from bedwatch.settings import Settings
+    from bedwatch.site import parse_site
+    from ingest.registry import store_site
 
     settings = Settings().replace("database", url=database_url, create_database=False)
     migrate(settings)

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from alerts.component import AlertsComponent  # noqa: E402
-from ingest.db import migrate  # noqa: E402
-from ingest.registry import parse_site, store_site  # noqa: E402
-from ingest.service import Service  # noqa: E402
+from bedwatch.migrate import migrate  # noqa: E402
+from bedwatch.service import Service, alerts_component  # noqa: E402
+from bedwatch.site import parse_site  # noqa: E402
+from ingest.registry import store_site  # noqa: E402
 from simulators.site import Devices, residents_of, site_toml  # noqa: E402
 from tests.alerts.receivers import HttpReceiver  # noqa: E402
 from tests.support import (  # noqa: E402
@@ -74,7 +74,7 @@ def main() -> int:
             with psycopg.connect(db) as conn, conn.transaction():
                 text = site_toml(fleet + pressers, http.url("ok", "hook"))
                 store_site(conn, parse_site(text))
-            component = AlertsComponent(settings)
+            component = alerts_component(settings)
             with ServiceThread(Service(settings, components=[component])):
                 wait_until(component.ready.is_set, 30)
                 sim = _start_fleet(args.beds, broker.url, prefix, Path(tmp))

@@ -6,7 +6,6 @@ import asyncio
 import bisect
 import logging
 import threading
-import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ingest.records import (
     WaveBlock,
     WristbandSample,
     time_of,
+    wall_ms,
 )
 from ingest.sink import RecordSink
 
@@ -41,10 +41,6 @@ class Held:
 # Channels whose QoS 0 messages are left unstored when too much waits to be stored, and at what
 # share of the limit: wave first, then telemetry; never events or status.
 SHED_AT = {Channel.WAVE: 0.5, Channel.TELEMETRY: 1.0}
-
-
-def wall_ms() -> EpochMs:
-    return time.time_ns() // 1_000_000
 
 
 class Intake:

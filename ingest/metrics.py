@@ -1,47 +1,29 @@
-"""Prometheus metrics of the service: one registry, series named bedwatch_*."""
+"""Ingest's Prometheus series, read from its counters at scrape time: messages pay nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from ingest.service import Service
+from ingest.intake import Intake
+from ingest.mqtt import MqttSession
 
+# Ingest's series; the application collects this registry with the other components'.
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BATCH_SECONDS = Histogram(
-    "bedwatch_batch_write_seconds",
-    "Time to store one batch and acknowledge its messages",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
-    registry=REGISTRY,
-)
-WRITE_ERRORS = Counter(
-    "bedwatch_write_errors",
-    "Batch writes that failed on the database and were retried",
-    registry=REGISTRY,
-)
-FINDINGS = Counter(
-    "bedwatch_findings",
-    "Findings raised or cleared by the detectors, by kind and severity",
-    ["kind", "severity", "cleared"],
-    registry=REGISTRY,
-)
 
+class IngestCollector(Collector):
+    """The counters of one running intake and MQTT session (either may not be open yet)."""
 
-class ServiceCollector(Collector):
-    """Reads the service's own counters at scrape time, so the per-message path pays nothing."""
-
-    def __init__(self, service: Service) -> None:
-        self._service = service
+    def __init__(self, parts: Callable[[], tuple[Intake | None, MqttSession | None]]) -> None:
+        self._parts = parts
 
     def collect(self) -> Iterator[Metric]:
-        service = self._service
-        intake = service.intake
+        intake, mqtt = self._parts()
         messages = CounterMetricFamily(
             "bedwatch_messages", "MQTT messages received, by channel", labels=["channel"]
         )
@@ -60,15 +42,6 @@ class ServiceCollector(Collector):
             "QoS 0 telemetry and wave messages analysed but not stored: too many were waiting",
             value=intake.shed_qos0 if intake is not None else 0,
         )
-        rows = CounterMetricFamily(
-            "bedwatch_rows_stored",
-            "Rows written (copies of rows already stored not counted), by table",
-            labels=["table"],
-        )
-        written = service.stats.written
-        for table in ("mattress", "wristband", "events", "status", "wave", "quarantined"):
-            rows.add_metric([table], getattr(written, table))
-        yield rows
         yield GaugeMetricFamily(
             "bedwatch_queue_held_messages",
             "Messages decoded and waiting for their batch to be stored and acknowledged",
@@ -79,24 +52,21 @@ class ServiceCollector(Collector):
             "Messages decoded and waiting for the detectors",
             value=intake.detect_backlog if intake is not None else 0,
         )
-        yield GaugeMetricFamily(
-            "bedwatch_queue_detect_batches",
-            "Batches of messages waiting to be sent to the detectors' worker process",
-            value=service.detectors.backlog,
-        )
-        connected = service.mqtt is not None and service.mqtt.connected.is_set()
+        connected = mqtt is not None and mqtt.connected.is_set()
         yield GaugeMetricFamily(
             "bedwatch_mqtt_connected", "1 while the MQTT session is connected", value=connected
         )
 
 
-def watch(service: Service) -> ServiceCollector:
-    """Register a running service's counters (once per process; a new service replaces it)."""
-    for old in _watched:
-        REGISTRY.unregister(old)
-    _watched[:] = [ServiceCollector(service)]
-    REGISTRY.register(_watched[0])
-    return _watched[0]
+_watched: list[IngestCollector] = []
+_lock = threading.Lock()
 
 
-_watched: list[ServiceCollector] = []
+def watch(parts: Callable[[], tuple[Intake | None, MqttSession | None]]) -> IngestCollector:
+    """Register a running ingest's counters (once per process; a new one replaces the last)."""
+    with _lock:
+        for old in _watched:
+            REGISTRY.unregister(old)
+        _watched[:] = [IngestCollector(parts)]
+        REGISTRY.register(_watched[0])
+        return _watched[0]

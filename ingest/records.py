@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -13,6 +14,11 @@ ResidentId = NewType("ResidentId", str)
 # Device time is kept as the protocol gives it: integer milliseconds since the Unix epoch, UTC.
 # Detectors do arithmetic on it and storage converts it in SQL, so no datetime is built per sample.
 EpochMs = int
+
+
+def wall_ms() -> EpochMs:
+    """The wall clock in epoch milliseconds: the default clock wherever one is injected."""
+    return time.time_ns() // 1_000_000
 
 
 def ms_to_datetime(ts_ms: EpochMs) -> datetime:

@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from ingest.db import connect
 from ingest.protocol import DEVICE_ID, DeviceInfo
 from ingest.records import DeviceId, DeviceKind, ResidentId
-from ingest.settings import Settings
 
 log = logging.getLogger(__name__)
 
 ROLES = ("care_staff", "family_doctor", "family", "emergency")
 LANGUAGES = ("zh", "en")
-# Top-level tables of the site file that other modules read (alert routing and escalation),
-# each with the module function that checks it: `check(mapping)` raises ValueError.
-OTHER_SECTIONS = {"alerts": "alerts.config:parse_alert_config"}
-
-# Checks the `detectors` table of a resident; set by detectors/ so that a bad threshold is
-# refused when the site file is loaded, not when the service meets it.
+# Checks a top-level table of the site file that another component reads (alert routing and
+# escalation), or a resident's `detectors` table: `check(mapping)` raises ValueError. The
+# application passes them in, so a bad threshold is refused when the site file is loaded, not
+# when the service meets it.
+SectionCheck = Callable[[Mapping[str, Any]], object]
 DetectorSettingsCheck = Callable[[Mapping[str, object]], object]
 
 
@@ -69,7 +64,14 @@ class Site:
     extra: Mapping[str, Any] = field(default_factory=dict)  # sections owned by other modules
 
 
-def parse_site(text: str, check_detectors: DetectorSettingsCheck | None = None) -> Site:
+def parse_site(
+    text: str,
+    *,
+    sections: Mapping[str, SectionCheck] | None = None,
+    check_detectors: DetectorSettingsCheck | None = None,
+) -> Site:
+    """The site file, checked whole; `sections` names the other top-level tables allowed."""
+    sections = sections or {}
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -80,18 +82,16 @@ def parse_site(text: str, check_detectors: DetectorSettingsCheck | None = None) 
     )
     _check_references(contacts, residents)
     extra = {k: v for k, v in doc.items() if k not in ("contacts", "residents")}
-    unknown = set(extra) - set(OTHER_SECTIONS)
+    unknown = set(extra) - set(sections)
     if unknown:
         raise SiteError(f"unknown section(s) {', '.join(sorted(unknown))}")
     for section, value in extra.items():
         if not isinstance(value, dict):
             raise SiteError(f"[{section}] must be a table")
-        check = section_check(section)
-        if check is not None:
-            try:
-                check(value)
-            except ValueError as exc:
-                raise SiteError(f"[{section}]: {exc}") from exc
+        try:
+            sections[section](value)
+        except ValueError as exc:
+            raise SiteError(f"[{section}]: {exc}") from exc
     return Site(contacts, residents, extra)
 
 
@@ -198,40 +198,6 @@ def _unique(what: str, ids: list[str]) -> None:
         if i in seen:
             raise SiteError(f"{what}: id {i!r} appears twice")
         seen.add(i)
-
-
-def section_check(section: str) -> Callable[[Mapping[str, Any]], object] | None:
-    """The checker another module provides for a site-file section, if it is installed."""
-    module_name, _, function = OTHER_SECTIONS[section].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            return None
-        raise
-    check: Callable[[Mapping[str, Any]], object] = getattr(module, function)
-    return check
-
-
-def default_detector_check() -> DetectorSettingsCheck | None:
-    try:
-        from detectors.settings import parse_detector_settings
-    except ImportError:
-        return None
-    return parse_detector_settings
-
-
-def load_site_into_db(settings: Settings, path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SiteError(f"{path}: {exc.strerror}") from exc
-    site = parse_site(text, default_detector_check())
-    with connect(settings.database.url) as conn, conn.transaction():
-        store_site(conn, site)
-    return f"loaded {len(site.residents)} residents, {len(site.contacts)} contacts, " + (
-        f"{sum(len(r.devices) for r in site.residents)} devices from {path}"
-    )
 
 
 def store_site(conn: psycopg.Connection[tuple[object, ...]], site: Site) -> None:

@@ -4,15 +4,12 @@ INSERT … ON CONFLICT each, or for pad samples straight into their table when n
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
-from detectors.findings import Finding
-from detectors.nights import NightSummary
 from ingest.db import connect
-from ingest.detection import store_findings
 from ingest.protocol import Decoded
 from ingest.records import (
     DeviceEvent,
@@ -29,6 +26,11 @@ from ingest.records import (
 log = logging.getLogger(__name__)
 
 _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+
+# Rows of another component kept in the same transaction as a batch (the application's findings
+# and night summaries, decided from it): called with the batch's cursor.
+Cursor = psycopg.Cursor[tuple[object, ...]]
+AlsoWrite = Callable[[Cursor], None]
 
 _MS = "TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond'"
 
@@ -131,7 +133,6 @@ class WriteResult:
     status: int = 0
     wave: int = 0
     quarantined: int = 0
-    findings: int = 0
     failed_messages: int = 0
 
     def add(self, other: WriteResult) -> None:
@@ -186,8 +187,7 @@ class Store:
         self,
         messages: Sequence[Decoded],
         derived: Sequence[Record] = (),
-        findings: Sequence[Finding] = (),
-        summaries: Sequence[NightSummary] = (),
+        also: AlsoWrite | None = None,
     ) -> WriteResult:
         """Store a batch in one transaction; a message the database refuses is quarantined.
 
@@ -196,7 +196,7 @@ class Store:
         down to the messages at fault, so one message can never stop the others.
         """
         try:
-            return self._write(messages, derived, findings, summaries)
+            return self._write(messages, derived, also)
         except _CONNECTION_ERRORS:
             raise
         except Exception:
@@ -204,12 +204,12 @@ class Store:
             self._rollback()
         result = WriteResult()
         try:
-            result = self._write((), derived, findings, summaries)
+            result = self._write((), derived, also)
         except _CONNECTION_ERRORS:
             raise
         except Exception:
             # Computed here, not received: dropping them loses no device data.
-            log.exception("%d derived rows and %d findings not stored", len(derived), len(findings))
+            log.exception("%d derived rows and the rows beside them not stored", len(derived))
             self._rollback()
         for message in messages:
             try:
@@ -230,8 +230,7 @@ class Store:
         self,
         messages: Iterable[Decoded],
         derived: Sequence[Record] = (),
-        findings: Sequence[Finding] = (),
-        summaries: Sequence[NightSummary] = (),
+        also: AlsoWrite | None = None,
     ) -> WriteResult:
         rows = _collect(messages, derived, self._keep_wave)
         conn = self.connection
@@ -255,8 +254,8 @@ class Store:
                 result.quarantined = len(rows.quarantine)
             health = [(d, *v) for d, v in rows.health.items()]
             self._copy_insert(cur, "stage_health", health, UPSERT_HEALTH)
-            store_findings(cur, findings, summaries)
-            result.findings = len(findings)
+            if also is not None:
+                also(cur)
         return result
 
     def _mattress(

@@ -1,5 +1,9 @@
 """Simulated BedWatch devices: seeded resident-nights as protocol-v1 messages, with ground truth.
 
+Owns the resident and night models, scenarios, faults, the fleet that plays them over MQTT and
+`bedwatch sim`. Imports nothing of the project's other packages: it speaks to BedWatch only as
+devices do, through the protocol.
+
 Score a detector over nights without any broker (pure, about 0.1 s a bed-night)::
 
     from datetime import date

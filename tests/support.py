@@ -21,13 +21,20 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from psycopg import sql
 
-from ingest.service import Service
-from ingest.settings import Settings
+from bedwatch.service import Service
+from bedwatch.settings import Settings
 
 ADMIN_URL = os.environ.get(
     "BEDWATCH_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 SHARED_BROKER = os.environ.get("BEDWATCH_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+def service_env(**settings: str) -> dict[str, str]:
+    """The environment for a `bedwatch` subprocess: this one without any BEDWATCH_* variable
+    (the harness's own BEDWATCH_TEST_* would be unknown settings), plus `settings`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BEDWATCH_")}
+    return base | settings
 
 
 def free_port() -> int:

@@ -1,5 +1,5 @@
 -- With TimescaleDB: device data as hypertables, compressed by device. Policies (compression
--- and retention ages) come from settings and are applied by ingest/db.py after migrating.
+-- and retention ages) come from settings and are set by ingest/retention.py after migrating.
 SELECT create_hypertable('mattress_samples', 'time', if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('wristband_samples', 'time', if_not_exists => TRUE, migrate_data => TRUE);
 SELECT create_hypertable('device_events', 'time', if_not_exists => TRUE, migrate_data => TRUE);
@@ -11,8 +11,9 @@ ALTER TABLE mattress_samples SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'device_id, source', timescaledb.compress_orderby = 'time');
 ALTER TABLE wristband_samples SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'time');
+-- An event's key is (device_id, type, time): every key column segments or orders.
 ALTER TABLE device_events SET (timescaledb.compress,
-    timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'time');
+    timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'time, type');
 ALTER TABLE device_status SET (timescaledb.compress,
     timescaledb.compress_segmentby = 'device_id', timescaledb.compress_orderby = 'time');
 

@@ -12,11 +12,12 @@ import psycopg
 
 from alerts.component import Alerts
 from alerts.engine import Engine
+from bedwatch.migrate import migrate
+from bedwatch.settings import Settings
+from bedwatch.site import parse_site
 from detectors.findings import Finding, FindingKind, Severity
-from ingest.db import migrate
 from ingest.records import DeviceId, ResidentId
-from ingest.registry import parse_site, store_site
-from ingest.settings import Settings
+from ingest.registry import store_site
 
 # 10:00 in Shanghai: outside quiet hours.
 DAY_MS = int(datetime(2025, 11, 26, 2, 0, tzinfo=UTC).timestamp() * 1000)
@@ -63,9 +64,16 @@ def prepare(database_url: str, site_text: str, **alerts: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, clock: FakeClock, publish: Callable[[str, bytes], None] | None = None
+    settings: Settings,
+    clock: FakeClock,
+    send_command: Callable[[str, bytes], None] | None = None,
 ) -> AsyncIterator[tuple[Alerts, Engine]]:
-    alerts = Alerts(settings, clock=clock, publish=publish)
+    alerts = Alerts(
+        settings.alerts,
+        database_url=settings.database.url,
+        clock=clock,
+        send_command=send_command,
+    )
     async with alerts as engine:
         sender = asyncio.create_task(alerts.sender.run())
         try:

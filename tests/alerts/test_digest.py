@@ -16,12 +16,12 @@ from alerts.component import Alerts
 from alerts.config import default_config, parse_alert_config
 from alerts.digest import DigestLoop, day_due
 from alerts.engine import Engine
+from bedwatch.cli import build_parser
+from bedwatch.detector_store import store_findings
+from bedwatch.settings import Settings
 from detectors.findings import Finding, FindingKind, Severity
 from detectors.nights import NightSummary
-from ingest.cli import build_parser
-from ingest.detection import store_findings
 from ingest.records import DeviceId
-from ingest.settings import Settings
 from tests.alerts.harness import RESIDENT, FakeClock, contact, finding, prepare, running, site
 from tests.alerts.receivers import HttpReceiver, SmtpReceiver
 from tests.support import query

@@ -12,11 +12,11 @@ from typing import Any
 import paho.mqtt.client as paho
 import psycopg
 
-from alerts.component import AlertsComponent
 from alerts.tokens import issue_token
-from ingest.db import migrate
-from ingest.registry import parse_site, store_site
-from ingest.service import Service
+from bedwatch.migrate import migrate
+from bedwatch.service import Service, alerts_component
+from bedwatch.site import parse_site
+from ingest.registry import store_site
 from tests.alerts.harness import contact, site
 from tests.alerts.receivers import HttpReceiver
 from tests.support import Device, ServiceThread, free_port, query, settings_for, wait_until
@@ -57,7 +57,7 @@ def test_sos_press_to_receiver_then_api_ack_to_wristband(
             store_site(conn, parse_site(text))
             token = issue_token(conn, "c-zhang")
             stranger = issue_token(conn, "c-other")
-        component = AlertsComponent(settings)
+        component = alerts_component(settings)
         service = Service(settings, components=[component])
         with ServiceThread(service):
             wait_until(component.ready.is_set, 20)

@@ -8,9 +8,10 @@ import time
 import psycopg
 
 from alerts.model import AlertId, ContactId, Via
+from bedwatch.site import parse_site
 from detectors.findings import Finding, FindingKind, Severity
 from ingest.records import DeviceId, ResidentId
-from ingest.registry import parse_site, store_site
+from ingest.registry import store_site
 from tests.alerts.harness import (
     DAY_MS,
     FakeClock,

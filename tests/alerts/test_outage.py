@@ -8,10 +8,10 @@ import time
 
 import psycopg
 
-from alerts.component import AlertsComponent
-from ingest.db import migrate
-from ingest.registry import parse_site, store_site
-from ingest.service import Service
+from bedwatch.migrate import migrate
+from bedwatch.service import Service, alerts_component
+from bedwatch.site import parse_site
+from ingest.registry import store_site
 from tests.alerts.harness import DAY_MS, FakeClock, contact, prepare, running, site, sos
 from tests.alerts.receivers import HttpReceiver
 from tests.support import (
@@ -35,7 +35,7 @@ def test_an_sos_during_a_database_outage_is_paged_from_memory(
         migrate(settings)
         with psycopg.connect(database_url) as conn, conn.transaction():
             store_site(conn, parse_site(text))
-        component = AlertsComponent(settings)
+        component = alerts_component(settings)
         with ServiceThread(Service(settings, components=[component])):
             wait_until(component.ready.is_set, 20)
             band = Device(broker_url, "band-0101", prefix)

@@ -119,7 +119,7 @@ def test_redaction_hides_passwords_tokens_and_path_keys() -> None:
 
 
 def test_the_registry_refuses_a_site_file_with_a_bad_alerts_table() -> None:
-    from ingest.registry import SiteError, parse_site
+    from bedwatch.site import SiteError, parse_site
 
     with pytest.raises(SiteError, match=r"\[alerts\]: alerts.quiet_hours.end"):
         parse_site('[alerts.quiet_hours]\nend = "7am"\n')

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from alerts.component import AlertsComponent
 from alerts.console.queries import latest_night
 from alerts.tokens import issue_token
-from ingest.db import migrate
-from ingest.registry import parse_site, store_site
-from ingest.service import Service
+from bedwatch.migrate import migrate
+from bedwatch.service import Service, alerts_component
+from bedwatch.site import parse_site
+from ingest.registry import store_site
 from tests.alerts.receivers import HttpReceiver
 from tests.support import Device, ServiceThread, free_port, settings_for, wait_until
 
@@ -88,7 +88,7 @@ def running_site(
         with psycopg.connect(database_url) as conn, conn.transaction():
             store_site(conn, parse_site(site_text(hook)))
             tokens = {c: issue_token(conn, c) for c in ("c-zhang", "c-other")}
-        component = AlertsComponent(settings)
+        component = alerts_component(settings)
         service = Service(settings, components=[component])
         with ServiceThread(service):
             wait_until(component.ready.is_set, 20)

@@ -14,11 +14,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from alerts.component import AlertsComponent
 from alerts.console.auth import COOKIE
 from alerts.tokens import revoke_tokens
-from ingest.db import migrate
-from ingest.service import Service
+from bedwatch.migrate import migrate
+from bedwatch.service import Service, alerts_component
 from tests.console.site import TZ, Browserless, last_night, press_sos, running_site
 from tests.support import Mosquitto, ServiceThread, free_port, query, settings_for, wait_until
 
@@ -91,7 +90,7 @@ def test_health_reports_the_broker_going_away(database_url: str, tmp_path: Path)
     settings = settings_for(database_url, broker.url, "bw/health")
     settings = settings.replace("http", addr=f"127.0.0.1:{port}")
     migrate(settings)
-    component = AlertsComponent(settings)
+    component = alerts_component(settings)
     try:
         with ServiceThread(Service(settings, components=[component])):
             base = f"http://127.0.0.1:{port}"

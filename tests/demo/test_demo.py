@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from bedwatch.demo import ward
+from bedwatch.demo.database import EmbeddedPostgres
 from detectors.findings import FindingKind
-from ingest.demo import ward
-from ingest.demo.database import EmbeddedPostgres
-from tests.support import free_port
+from tests.support import free_port, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ class Demo:
 
     def __init__(self, data_dir: Path, *args: str) -> None:
         script = Path(sys.executable).with_name("bedwatch")
-        command = [str(script)] if script.exists() else [sys.executable, "-m", "ingest.cli"]
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "bedwatch.cli"]
         self.http_addr = f"127.0.0.1:{free_port()}"
         self.proc = subprocess.Popen(
             [*command, "demo", "--data-dir", str(data_dir), "--http-addr", self.http_addr, *args],
@@ -42,6 +42,7 @@ class Demo:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            env=service_env(),
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from ingest.settings import load_settings
+from bedwatch.settings import load_settings
 from tests.deploy.files import (
     ACL,
     COMPOSE,

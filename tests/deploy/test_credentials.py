@@ -13,7 +13,7 @@ from types import ModuleType
 
 import pytest
 
-from ingest.registry import parse_site
+from bedwatch.site import parse_site
 from tests.deploy.files import CREDENTIALS_TOOL, DEPLOY
 
 SITE = """\

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import yaml
 
-from ingest.db import migrate
+from bedwatch.migrate import migrate
 from tests.deploy.files import DASHBOARD, DEPLOY, READER_SQL, compose, site_env
 from tests.support import ADMIN_URL, fresh_database, settings_for
 

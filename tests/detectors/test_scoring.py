@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors.cli import _jsonl, register
+from bedwatch.cli_eval import _jsonl, register
 from detectors.scoring import score
 
 DATA = Path(__file__).parent / "data"

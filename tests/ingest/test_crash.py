@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.ingest.test_end_to_end import count, mattress, prepare
-from tests.support import Device, Mosquitto, query, wait_until
+from tests.support import Device, Mosquitto, query, service_env, wait_until
 
 # Streams here span 4 h of device time at 10 s a message: all of it must lie in the past.
 T0 = int(time.time() * 1000) - 6 * 3_600_000
@@ -32,15 +31,15 @@ def private_broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 def start_service(database_url: str, broker: Mosquitto, prefix: str) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "BEDWATCH_DATABASE_URL": database_url,
-        "BEDWATCH_MQTT_URL": broker.url,
-        "BEDWATCH_TOPIC_PREFIX": prefix,
-        "BEDWATCH_MQTT__CLIENT_ID": "bedwatch-crash-test",
-        "BEDWATCH_DATABASE__CREATE_DATABASE": "false",
-    }
+    env = service_env(
+        BEDWATCH_DATABASE_URL=database_url,
+        BEDWATCH_MQTT_URL=broker.url,
+        BEDWATCH_TOPIC_PREFIX=prefix,
+        BEDWATCH_MQTT__CLIENT_ID="bedwatch-crash-test",
+        BEDWATCH_DATABASE__CREATE_DATABASE="false",
+    )
     return subprocess.Popen(
-        [sys.executable, "-m", "ingest.cli", "run"], env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "bedwatch.cli", "run"], env=env, stderr=subprocess.PIPE
     )
 
 

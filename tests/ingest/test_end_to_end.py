@@ -11,10 +11,12 @@ import time
 
 import psycopg
 
+from alerts.host import Host
+from bedwatch.migrate import migrate
+from bedwatch.service import Service
+from bedwatch.site import parse_site
 from detectors.findings import Finding
-from ingest.db import migrate
-from ingest.registry import parse_site, store_site
-from ingest.service import Service
+from ingest.registry import store_site
 from tests.support import (
     Device,
     ServiceThread,
@@ -70,7 +72,7 @@ class Recorder:
     def on_finding(self, finding: Finding) -> None:
         self.seen.append(finding)
 
-    async def run(self, service: Service) -> None:
+    async def run(self, host: Host) -> None:
         await asyncio.Event().wait()
 
 

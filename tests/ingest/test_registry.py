@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.registry import SiteError, default_detector_check, parse_site
+from bedwatch.site import SiteError, parse_site
 from tests.ingest.test_end_to_end import SITE
 from tests.support import query
 
@@ -44,14 +44,14 @@ def test_site_errors_name_the_entry_and_field(change: tuple[str, str], message: 
     old, new = change
     assert old in SITE
     with pytest.raises(SiteError, match=message):
-        parse_site(SITE.replace(old, new, 1), default_detector_check())
+        parse_site(SITE.replace(old, new, 1))
 
 
 def test_cli_migrates_and_loads_a_site(database_url: str, tmp_path: Path) -> None:
     site = tmp_path / "site.toml"
     site.write_text(SITE)
     env = {"BEDWATCH_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"}
-    run = [sys.executable, "-m", "ingest.cli"]
+    run = [sys.executable, "-m", "bedwatch.cli"]
     migrated = subprocess.run(
         [*run, "db", "migrate"], env=env, capture_output=True, text=True, check=False
     )

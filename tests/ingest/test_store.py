@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from ingest.db import migrate
+from bedwatch.migrate import migrate
 from ingest.protocol import Decoded
 from ingest.records import Channel, DeviceId, MattressSample, ResidentId
 from ingest.store import DIRECT_PAUSE_FLUSHES, Store

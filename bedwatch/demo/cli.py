@@ -66,8 +66,8 @@ def _seconds(text: str) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest.cli import settings_from
-    from ingest.demo.run import Demo, DemoOptions
+    from bedwatch.cli import settings_from
+    from bedwatch.demo.run import Demo, DemoOptions
 
     if not args.verbose:
         # The timeline is the output; the service's and simulator's progress logs are noise here.

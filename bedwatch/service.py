@@ -9,22 +9,33 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import psycopg
 
+from alerts.component import AlertsComponent
+from alerts.host import Host, Web
+from alerts.notifier import Notifier
+from bedwatch import detector_store, metrics
+from bedwatch.detector_process import DetectorProcess
+from bedwatch.detector_store import (
+    load_resident_configs,
+    load_snapshot,
+    save_snapshot,
+)
+from bedwatch.http import make_app, serve
+from bedwatch.migrate import migrate
+from bedwatch.settings import Settings
 from detectors.findings import Finding
 from detectors.nights import NightSummary
-from ingest import metrics
-from ingest.db import DatabaseUnavailable, connect, ensure_database, migrate, prune, redact
-from ingest.detect_process import DetectorProcess
-from ingest.detection import load_resident_configs, load_snapshot, save_snapshot
-from ingest.intake import Held, Intake, wall_ms
+from ingest.db import DatabaseUnavailable, connect, ensure_database, redact
+from ingest.intake import Held, Intake
 from ingest.mqtt import MqttSession
 from ingest.protocol import Decoded, Decoder
-from ingest.records import MattressSample, Record
+from ingest.records import EpochMs, MattressSample, Record, wall_ms
 from ingest.registry import load_devices, registry_version
-from ingest.settings import Settings
+from ingest.retention import prune
 from ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -58,7 +69,7 @@ class Stats:
 
 
 class Component(Protocol):
-    """A part of the service beside ingest and detection (alerts, the web console, ...).
+    """A part of the service beside ingest and detection (the alerts, with their web console).
 
     `run` is started once the database and broker are open and is cancelled at stop;
     `on_finding` is called on the event loop for every finding and must not block.
@@ -68,7 +79,27 @@ class Component(Protocol):
 
     def on_finding(self, finding: Finding) -> None: ...
 
-    async def run(self, service: Service) -> None: ...
+    async def run(self, host: Host) -> None: ...
+
+
+class ServiceHost:
+    """What the service offers its components (`alerts.host.Host`): its clock, commands to
+    devices on its MQTT session, and its HTTP server with /metrics and /health."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def clock(self) -> EpochMs:
+        return self._service.clock()
+
+    def send_command(self, device_id: str, payload: bytes) -> None:
+        prefix = self._service.settings.mqtt.topic_prefix
+        self._service.publish(f"{prefix}/{device_id}/cmd", payload)
+
+    async def serve_http(self, web: Web) -> None:
+        service = self._service
+        app = make_app(web, broker_up=service.broker_up)
+        await serve(app, service.settings.http.addr, closing=web.closing)
 
 
 class Service:
@@ -79,7 +110,7 @@ class Service:
         settings: Settings,
         *,
         components: Sequence[Component] = (),
-        clock: Callable[[], int] = wall_ms,
+        clock: Callable[[], EpochMs] = wall_ms,
     ) -> None:
         self.settings = settings
         self.components = list(components)
@@ -139,6 +170,9 @@ class Service:
             raise RuntimeError("the service is not connected")
         self.mqtt.publish(topic, payload, qos)
 
+    def broker_up(self) -> bool:
+        return self.mqtt is not None and self.mqtt.connected.is_set()
+
     def _on_finding(self, finding: Finding) -> None:
         self._findings.append(finding)
         metrics.FINDINGS.labels(finding.kind, finding.severity, str(finding.cleared).lower()).inc()
@@ -168,7 +202,11 @@ class Service:
             max_held_qos0_bytes=settings.ingest.max_held_qos0_mb * 1_000_000,
         )
         self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
-        metrics.watch(self)
+        metrics.watch(
+            written=self.stats.written,
+            detect_batches=lambda: self.detectors.backlog,
+            ingest=lambda: (self.intake, self.mqtt),
+        )
         self.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -180,7 +218,7 @@ class Service:
                     tasks.create_task(self._retention_loop(), name="retention_loop"),
                     tasks.create_task(self._snapshot_loop(), name="snapshot_loop"),
                     *(
-                        tasks.create_task(c.run(self), name=f"{c.name}_component")
+                        tasks.create_task(c.run(ServiceHost(self)), name=f"{c.name}_component")
                         for c in self.components
                     ),
                 ]
@@ -300,7 +338,11 @@ class Service:
         delay = 0.5
         while True:
             try:
-                return self._store.write([h.decoded for h in held], derived, findings, summaries)
+                return self._store.write(
+                    [h.decoded for h in held],
+                    derived,
+                    partial(detector_store.store_findings, findings=findings, summaries=summaries),
+                )
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.stats.write_errors += 1
                 metrics.WRITE_ERRORS.inc()
@@ -393,12 +435,16 @@ class Service:
             return prune(conn, self.settings.retention)
 
 
+def alerts_component(settings: Settings, *, notifier: Notifier | None = None) -> AlertsComponent:
+    """The alerts component as `bedwatch run` has it, from the application's settings."""
+    return AlertsComponent(settings.alerts, database_url=settings.database.url, notifier=notifier)
+
+
 async def run_service(settings: Settings) -> int:
     """`bedwatch run`: the service until SIGTERM or SIGINT; 0 after a clean stop, 1 if the
     database stayed away so long at the stop that messages were left unstored."""
-    from alerts.component import AlertsComponent
-
-    service = Service(settings, components=[AlertsComponent(settings)])
+    components = [alerts_component(settings)] if settings.alerts.enabled else []
+    service = Service(settings, components=components)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, service.stop)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import Settings, SettingsError, load_settings
+from bedwatch.settings import Settings, SettingsError, load_settings
 
 
 def test_defaults_without_file_or_environment() -> None:

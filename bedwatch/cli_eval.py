@@ -65,7 +65,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _simulated(args: argparse.Namespace) -> Report:
-    from detectors.simeval import simulate, split_beds  # the simulator only when asked
+    from bedwatch.evaluate import simulate, split_beds  # the simulator only when asked
 
     beds, nights = split_beds(args.simulate, args.nights_per_bed)
     began = time.perf_counter()

@@ -10,20 +10,20 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ingest.settings import Settings, SettingsError, load_settings
+from bedwatch.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger(__name__)
 
-# Packages that add their own subcommands: each module has `register(subparsers)`, which adds
-# parsers whose `handler` default is a function taking the parsed arguments and returning an
-# exit code. Keeping them apart lets `simulators/` stay free of any import from `ingest/`.
-# They are imported only when their command is asked for (or for help): numpy and scipy
-# would otherwise add a second to every start of the service.
+# Subcommands in modules of their own: each has `register(subparsers)`, which adds parsers whose
+# `handler` default is a function taking the parsed arguments and returning an exit code.
+# Keeping them apart lets `simulators/` stay free of any import of the others. A module is
+# imported only when its command is asked for: numpy and scipy would otherwise add a second or
+# more to every start of the service and to `bedwatch --help`, which lists them by name.
 PLUGINS = {
-    "sim": "simulators.cli",
-    "eval": "detectors.cli",
-    "alerts": "alerts.cli",
-    "demo": "ingest.demo.cli",
+    "sim": ("simulators.cli", "simulated beds and wristbands over MQTT, with ground truth"),
+    "eval": ("bedwatch.cli_eval", "score detector findings against ground truth"),
+    "alerts": ("bedwatch.cli_alerts", "API tokens of care contacts, digest previews"),
+    "demo": ("bedwatch.demo.cli", "everything, embedded, with a simulated ward"),
 }
 CORE_COMMANDS = ("run", "db", "registry")
 
@@ -39,8 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from bedwatch.site import SiteError
     from ingest.db import DatabaseUnavailable
-    from ingest.registry import SiteError
 
     try:
         return handler(args)
@@ -78,25 +78,13 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     load.add_argument("site", type=Path, help="site file (TOML)")
     load.set_defaults(handler=_registry_load)
 
-    for name in _plugins_for(argv):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if name != missing and not name.startswith(missing + "."):
-                raise
-            continue
-        module.register(sub)
-    return parser
-
-
-def _plugins_for(argv: Sequence[str]) -> list[str]:
     command = next((a for a in argv if a in CORE_COMMANDS or a in PLUGINS), None)
-    if command in CORE_COMMANDS:
-        return []
-    if command is not None:
-        return [PLUGINS[command]]
-    return list(PLUGINS.values())
+    for name, (module_name, summary) in PLUGINS.items():
+        if command is None:
+            sub.add_parser(name, help=summary)  # listed by name; its own --help imports it
+        elif command == name:
+            importlib.import_module(module_name).register(sub)
+    return parser
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -104,7 +92,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def configure_logging(*, verbose: bool, json_logs: bool) -> None:
-    from ingest.logs import JsonFormatter
+    from bedwatch.logs import JsonFormatter
 
     handler = logging.StreamHandler()
     if json_logs:
@@ -117,13 +105,14 @@ def configure_logging(*, verbose: bool, json_logs: bool) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ingest.service import run_service
+    from bedwatch.service import run_service
 
     return asyncio.run(run_service(settings_from(args)))
 
 
 def _db_migrate(args: argparse.Namespace) -> int:
-    from ingest.db import ensure_database, migrate
+    from bedwatch.migrate import migrate
+    from ingest.db import ensure_database
 
     settings = settings_from(args)
     ensure_database(settings.database)
@@ -133,10 +122,10 @@ def _db_migrate(args: argparse.Namespace) -> int:
 
 
 def _registry_load(args: argparse.Namespace) -> int:
-    from ingest.registry import load_site_into_db
+    from bedwatch.site import load_site_into_db
 
     settings = settings_from(args)
-    summary = load_site_into_db(settings, args.site)
+    summary = load_site_into_db(settings.database.url, args.site)
     print(summary)
     return 0
 

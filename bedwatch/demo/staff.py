@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 
+from bedwatch.demo.console_out import AlertEvent, Console, alert_name
 from detectors.findings import FindingKind
-from ingest.demo.console_out import AlertEvent, Console, alert_name
 
 
 class CareWorker:

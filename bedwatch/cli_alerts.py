@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import date
 
-from ingest.settings import load_settings
+from bedwatch.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -20,18 +20,18 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from ingest.demo import ward
-from ingest.demo.broker import EmbeddedBroker
-from ingest.demo.console_out import Console, LocalReceiver, Timeline, alert_name, summary
-from ingest.demo.database import (
+from bedwatch.demo import ward
+from bedwatch.demo.broker import EmbeddedBroker
+from bedwatch.demo.console_out import Console, LocalReceiver, Timeline, alert_name, summary
+from bedwatch.demo.database import (
     ROOT_RUNS_AS,
     EmbeddedPostgres,
     directories_opened_for_root,
     running_as_root,
 )
-from ingest.demo.staff import CareWorker
-from ingest.service import Service
-from ingest.settings import Settings
+from bedwatch.demo.staff import CareWorker
+from bedwatch.service import Service
+from bedwatch.settings import Settings
 from simulators.runner import Progress, RunResult, run_fleet
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class Demo:
                 loop.remove_signal_handler(sig)
 
     async def _run(self, stack: contextlib.ExitStack, stopping: asyncio.Event) -> int:
-        from alerts.component import AlertsComponent
+        from bedwatch.service import alerts_component
 
         options = self.options
         check_free(options.http_addr)
@@ -115,7 +115,7 @@ class Demo:
         channels = {c.id: [*options.notify, receiver.url(c.id)] for c in ward.CONTACTS}
         settings = self._settings(db_url, service_url, protocol)
         token = await asyncio.to_thread(prepare_database, settings, ward.site_toml(channels))
-        alerts = AlertsComponent(settings)
+        alerts = alerts_component(settings)
         service = Service(settings, components=[alerts])
         service_task = asyncio.create_task(service.run(), name="service")
         if not await _ready(service_task, service.ready, alerts.ready):
@@ -320,12 +320,14 @@ class Demo:
 def prepare_database(settings: Settings, site_text: str) -> str:
     """Schema, the ward's registry, and an API token for the demo's care worker."""
     from alerts.tokens import issue_token
-    from ingest.db import connect, ensure_database, migrate
-    from ingest.registry import default_detector_check, parse_site, store_site
+    from bedwatch.migrate import migrate
+    from bedwatch.site import parse_site
+    from ingest.db import connect, ensure_database
+    from ingest.registry import store_site
 
     ensure_database(settings.database)
     migrate(settings)
-    site = parse_site(site_text, default_detector_check())
+    site = parse_site(site_text)
     with connect(settings.database.url) as conn, conn.transaction():
         store_site(conn, site)
         return issue_token(conn, ward.NURSE.id, "bedwatch demo")

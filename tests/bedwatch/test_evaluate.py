@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bedwatch.evaluate import FIRST_NIGHT, simulate
 from detectors.runner import DetectorRunner
 from detectors.scoring import score
 from detectors.settings import ResidentConfig
-from detectors.simeval import FIRST_NIGHT, simulate
 from ingest.intake import InOrder
 from ingest.protocol import Decoder, DeviceInfo
 from ingest.records import DeviceId, DeviceKind, ResidentId
