@@ -38,6 +38,7 @@ _MAX_TS = 2**53
 _NUMBER = (int, float)
 _BY_TIME = operator.attrgetter("ts_ms")
 _SAFETY_EVENTS = frozenset({EventType.SOS, EventType.FALL})
+_SAFETY_TYPES = frozenset(e.value for e in _SAFETY_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +110,18 @@ class Decoder:
         if info is None:
             raise _Invalid(Reason.UNKNOWN_DEVICE, f"device {device_id!r} is not registered")
         obj = _parse_json(payload)
-        named = obj.get("device_id")
-        if named is not None and named != device_id:
-            raise _Invalid(
-                Reason.IDENTITY_MISMATCH, f"payload device_id {named!r} != topic {device_id!r}"
-            )
-        out.seq = _opt_int(obj, "seq", 0, 2**63 - 1)  # int8 in device_health
+        try:
+            _check_identity(obj, device_id)
+            out.seq = _opt_int(obj, "seq", 0, 2**63 - 1)  # int8 in device_health
+        except _Invalid as bad:
+            # An emergency is acted on as its topic's device (the broker's ACL vouches for the
+            # topic, never the payload); the broken envelope is still quarantined.
+            kind = obj.get("type")
+            safety = isinstance(kind, str) and kind in _SAFETY_TYPES
+            if channel is not Channel.EVENT or not safety:
+                raise
+            self._event(out, obj, payload, topic, info, now_ms, fault=bad)
+            return
         if channel is Channel.TELEMETRY:
             if info.kind is DeviceKind.MATTRESS:
                 self._mattress(out, obj, payload, topic, info, now_ms)
@@ -255,6 +262,7 @@ class Decoder:
         topic: str,
         info: DeviceInfo,
         now_ms: EpochMs,
+        fault: _Invalid | None = None,
     ) -> None:
         assert out.device_id is not None
         kind = obj.get("type")
@@ -265,6 +273,8 @@ class Decoder:
         except ValueError:
             raise _Invalid(Reason.SCHEMA, f"type: unknown event type {kind[:40]!r}") from None
         try:
+            if fault is not None:
+                raise fault
             event = self._event_fields(out, obj, info, event_type, now_ms)
         except _Invalid as bad:
             if event_type not in _SAFETY_EVENTS:
@@ -388,6 +398,15 @@ class Decoder:
             out.skew_ms, t0 = skew, t0 - skew
         self._device_time(t0, now_ms)
         out.records.append(WaveBlock(out.device_id, info.resident_id, t0, fs, raw, resp, bcg))
+
+
+def _check_identity(obj: dict[str, Any], device_id: DeviceId) -> None:
+    named = obj.get("device_id")
+    if named is not None and named != device_id:
+        shown = repr(named)[:80]
+        raise _Invalid(
+            Reason.IDENTITY_MISMATCH, f"payload device_id {shown} != topic {device_id!r}"
+        )
 
 
 def _parse_json(payload: bytes) -> dict[str, Any]:
@@ -533,6 +552,8 @@ def _opt_str(obj: dict[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > 200:
         raise _Invalid(Reason.SCHEMA, f"{key}: expected a short string")
+    if "\x00" in value:  # valid JSON (\u0000), but PostgreSQL text cannot hold it
+        raise _Invalid(Reason.SCHEMA, f"{key}: contains a NUL character")
     return value
 
 

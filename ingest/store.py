@@ -3,6 +3,7 @@ INSERT … ON CONFLICT each, or for pad samples straight into their table when n
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ STAGING_TYPES = {
     "stage_wristband": ["int8", "text", "text", "float4", "float4", "int2", "int2", "int4"],
     "stage_health": ["text", "int8", "int8", "int8", "int8", "int8"],
 }
-QUARANTINE_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea"]
+QUARANTINE_TYPES = ["timestamptz", "text", "text", "text", "text", "bytea", "int4", "bytea"]
+# What quarantine keeps of a payload: its first bytes, its whole size and its SHA-256 (a 5 MB
+# payload is evidence enough at this length, and the digest tells copies apart).
+QUARANTINE_KEEP_BYTES = 4096
 
 INSERT_MATTRESS = f"""
 INSERT INTO mattress_samples (time, device_id, resident_id, hr, rr, move, occ, sq, source)
@@ -200,7 +204,7 @@ class Store:
         except _CONNECTION_ERRORS:
             raise
         except Exception:
-            log.exception("batch of %d messages refused; writing one by one", len(messages))
+            log.exception("batch of %d messages refused; narrowing it down", len(messages))
             self._rollback()
         result = WriteResult()
         try:
@@ -211,15 +215,30 @@ class Store:
             # Computed here, not received: dropping them loses no device data.
             log.exception("%d derived rows and the rows beside them not stored", len(derived))
             self._rollback()
-        for message in messages:
+        result.add(self._narrowed(messages))
+        return result
+
+    def _narrowed(self, messages: Sequence[Decoded]) -> WriteResult:
+        """Halves of a refused batch, each stored or halved again, in order: k messages at
+        fault among n cost about k * log2(n) transactions, not n."""
+        result = WriteResult()
+        parts = [list(messages)]
+        while parts:
+            part = parts.pop()
             try:
-                result.add(self._write((message,)))
+                result.add(self._write(part))
+                continue
             except _CONNECTION_ERRORS:
                 raise
             except Exception as exc:
                 self._rollback()
-                result.add(self._write((_refused(message, exc),)))
-                result.failed_messages += 1
+                if len(part) > 1:
+                    half = len(part) // 2
+                    parts += (part[half:], part[:half])  # the first half is written first
+                    continue
+                refused = exc
+            result.add(self._write((_refused(part[0], refused),)))
+            result.failed_messages += 1
         return result
 
     def _rollback(self) -> None:
@@ -245,8 +264,8 @@ class Store:
             result.wave = _execute_many(cur, INSERT_WAVE, rows.wave)
             if rows.quarantine:
                 with cur.copy(
-                    "COPY quarantine (received_at, topic, device_id, reason, detail, payload)"
-                    " FROM STDIN (FORMAT BINARY)"
+                    "COPY quarantine (received_at, topic, device_id, reason, detail, payload,"
+                    " payload_bytes, payload_sha256) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
                     copy.set_types(QUARANTINE_TYPES)
                     for row in rows.quarantine:
@@ -394,7 +413,9 @@ def _quarantine_row(r: Rejection) -> tuple[object, ...]:
         r.device_id,
         r.reason.value,
         r.detail,
-        r.payload,
+        r.payload[:QUARANTINE_KEEP_BYTES],
+        len(r.payload),
+        hashlib.sha256(r.payload).digest(),
     )
 
 

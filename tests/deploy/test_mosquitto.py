@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -289,3 +290,40 @@ def test_the_compose_healthcheck_passes_on_the_running_broker(broker: Broker) ->
     assert subprocess.run(["sh", "-c", command], check=False, timeout=10).returncode == 0
     down = healthcheck[1].replace("-p 1883", f"-p {free_port()}")
     assert subprocess.run(["sh", "-c", down], check=False, timeout=10).returncode != 0
+
+
+def test_the_broker_drops_payloads_past_its_size_limit(broker: Broker, connect: Connect) -> None:
+    service = connect("bedwatch", SERVICE_PASSWORD)
+    service.subscribe("bedwatch/v1/#")
+    topic = "bedwatch/v1/mat-1/telemetry"
+    huge = b"x" * 5_000_000
+    oversize = b"y" * 100_000  # past the service's limit, within the broker's: quarantined there
+    after = marker()
+    publish_bare(broker, "mat-1", topic, [huge, oversize, after])
+    wait_until(lambda: service.received(topic, after), 10)
+    assert service.received(topic, oversize)
+    assert not service.received(topic, huge)
+
+
+def publish_bare(broker: Broker, device_id: str, topic: str, payloads: list[bytes]) -> None:
+    """MQTT 3.1.1 on a bare socket: log in, publish each payload at QoS 0, disconnect."""
+
+    def text(value: str) -> bytes:
+        return len(value).to_bytes(2, "big") + value.encode()
+
+    def packet(kind: int, body: bytes) -> bytes:
+        size, length = len(body), bytearray()
+        while True:
+            size, digit = divmod(size, 128)
+            length.append(digit | (128 if size else 0))
+            if not size:
+                return bytes([kind, *length]) + body
+
+    login = text("MQTT") + bytes([4, 0xC2, 0, 30]) + text(device_id) * 2
+    login += text(broker.secrets[device_id])
+    with socket.create_connection(("127.0.0.1", broker.port), timeout=10) as sock:
+        sock.sendall(packet(0x10, login))
+        assert sock.recv(4)[:1] == b"\x20"  # CONNACK
+        for payload in payloads:
+            sock.sendall(packet(0x30, text(topic) + payload))
+        sock.sendall(packet(0xE0, b""))  # DISCONNECT

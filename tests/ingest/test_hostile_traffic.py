@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 
+from ingest.store import QUARANTINE_KEEP_BYTES
 from tests.ingest.hostile import HOSTILE, NOW_MS
 from tests.ingest.test_end_to_end import count, mattress, prepare
 from tests.support import Device, ServiceThread, query, wait_until
@@ -28,12 +30,25 @@ def test_bad_messages_are_quarantined_while_valid_traffic_flows(
         attacker.close()
     reasons = Counter(r for (r,) in query(database_url, "SELECT reason FROM quarantine"))
     assert reasons == Counter(b.reason.value for b in HOSTILE)
-    # Every quarantined row keeps the raw bytes and topic it came with.
+    # Every quarantined row keeps the topic and the payload it came with: its first bytes, its
+    # size and its digest (a 70 KB payload is kept to its first 4 KB).
     stored = {
-        (topic, bytes(payload))
-        for topic, payload in query(database_url, "SELECT topic, payload FROM quarantine")
+        (topic, bytes(payload), size, bytes(digest))
+        for topic, payload, size, digest in query(
+            database_url,
+            "SELECT topic, payload, payload_bytes, payload_sha256 FROM quarantine",
+        )
     }
-    assert stored == {(f"{prefix}/{b.device}/{b.channel}", b.payload) for b in HOSTILE}
+    assert stored == {
+        (
+            f"{prefix}/{b.device}/{b.channel}",
+            b.payload[:QUARANTINE_KEEP_BYTES],
+            len(b.payload),
+            hashlib.sha256(b.payload).digest(),
+        )
+        for b in HOSTILE
+    }
+    assert any(len(b.payload) > QUARANTINE_KEEP_BYTES for b in HOSTILE)
     assert count(database_url, "mattress_samples") == valid
     assert query(database_url, "SELECT DISTINCT device_id FROM mattress_samples") == [("mat-0002",)]
     assert service.intake is not None

@@ -193,3 +193,56 @@ def test_one_wild_timestamp_in_a_good_batch_is_that_samples_fault_alone(
     assert len(out.records) == 9
     assert [r.reason for r in out.rejections] == [Reason.OUT_OF_RANGE]
     assert "1 of 10 samples" in out.rejections[0].detail
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        ({"seq": -1}, Reason.OUT_OF_RANGE),
+        ({"seq": "7"}, Reason.SCHEMA),
+        ({"seq": 1.5}, Reason.SCHEMA),
+        ({"device_id": 42}, Reason.IDENTITY_MISMATCH),
+        ({"device_id": ["band-0001"]}, Reason.IDENTITY_MISMATCH),
+        ({"device_id": "band-0002"}, Reason.IDENTITY_MISMATCH),
+    ],
+)
+@pytest.mark.parametrize("kind", ["sos", "fall"])
+def test_an_emergency_with_a_broken_envelope_is_still_acted_on(
+    decoder: Decoder, envelope: dict[str, object], reason: Reason, kind: str
+) -> None:
+    ts = NOW_MS - 2_000
+    payload = json.dumps({"type": kind, "ts": ts, **envelope}).encode()
+    out = decoder.decode(f"{PREFIX}/band-0001/event", payload, NOW_MS)
+    [event] = out.records
+    assert isinstance(event, DeviceEvent)
+    assert (event.device_id, event.type, event.ts_ms) == ("band-0001", kind, ts)
+    assert event.degraded
+    assert [r.reason for r in out.rejections] == [reason]
+    assert f"{kind} kept with its own time" in out.rejections[0].detail
+
+
+@pytest.mark.parametrize("envelope", [{"seq": -1}, {"device_id": 42}, {"device_id": "other"}])
+def test_other_events_with_a_broken_envelope_are_rejected_whole(
+    decoder: Decoder, envelope: dict[str, object]
+) -> None:
+    payload = json.dumps({"type": "removed", "ts": NOW_MS, **envelope}).encode()
+    out = decoder.decode(f"{PREFIX}/band-0001/event", payload, NOW_MS)
+    assert out.records == []
+    assert len(out.rejections) == 1
+
+
+def test_an_unhashable_event_type_with_a_broken_envelope_is_a_rejection(decoder: Decoder) -> None:
+    payload = json.dumps({"type": ["sos"], "seq": -1, "ts": NOW_MS}).encode()
+    out = decoder.decode(f"{PREFIX}/band-0001/event", payload, NOW_MS)
+    assert out.records == []
+    assert [r.reason for r in out.rejections] == [Reason.OUT_OF_RANGE]
+
+
+@pytest.mark.parametrize("field", ["fw", "model"])
+def test_text_postgresql_cannot_store_is_refused_at_decode(decoder: Decoder, field: str) -> None:
+    status = {"state": "online", "ts": NOW_MS, "kind": "mattress", field: "2.4\u00001"}
+    out = decoder.decode(f"{PREFIX}/mat-0001/status", json.dumps(status).encode(), NOW_MS)
+    assert out.records == []
+    [rejection] = out.rejections
+    assert rejection.reason is Reason.SCHEMA
+    assert f"{field}: contains a NUL character" in rejection.detail

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import Any
 
 from bedwatch.migrate import migrate
 from ingest.protocol import Decoded
-from ingest.records import Channel, DeviceId, MattressSample, ResidentId
-from ingest.store import DIRECT_PAUSE_FLUSHES, Store
+from ingest.records import Channel, DeviceId, MattressSample, Reason, Rejection, ResidentId
+from ingest.store import DIRECT_PAUSE_FLUSHES, QUARANTINE_KEEP_BYTES, Store, WriteResult
 from tests.support import query, settings_for
 
 NOW = int(time.time() * 1000)
@@ -60,3 +62,52 @@ def test_pad_samples_are_copied_straight_or_staged_when_some_are_stored_already(
     assert [(int(t.timestamp() * 1000), hr, src) for t, hr, src in rows] == [
         (ts, 60.0, "device") for ts in (NOW - 3000, NOW - 2000, NOW - 1000, NOW - 500)
     ]
+
+
+def test_a_refused_batch_is_narrowed_by_halving(database_url: str) -> None:
+    migrate(settings_for(database_url, "mqtt://127.0.0.1:1883", "x"))
+    store = Store(database_url)
+    store.open()
+    transactions = 0
+    write = store._write
+
+    def counted(*args: Any, **kwargs: Any) -> WriteResult:
+        nonlocal transactions
+        transactions += 1
+        return write(*args, **kwargs)
+
+    store._write = counted  # type: ignore[method-assign]
+    messages = [message(i + 1, NOW - 100_000 + i * 10) for i in range(1024)]
+    for bad in (300, 700):  # a time timestamptz cannot hold: refused by the client
+        messages[bad] = message(bad + 1, 2**62)
+    try:
+        result = store.write(messages)
+    finally:
+        store.close()
+    assert result.failed_messages == 2
+    assert result.mattress == 1022
+    assert query(database_url, "SELECT count(*) FROM mattress_samples") == [(1022,)]
+    assert query(database_url, "SELECT count(*) FROM quarantine") == [(2,)]
+    # One by one this took 1,026 transactions; halving takes about 2 * log2(1024) * 2.
+    assert transactions <= 2 + 2 * 2 * 10 + 2
+
+
+def test_quarantine_keeps_a_prefix_the_size_and_the_digest(database_url: str) -> None:
+    migrate(settings_for(database_url, "mqtt://127.0.0.1:1883", "x"))
+    payload = b"{" + b"x" * 5_000_000
+    rejection = Rejection(
+        "bedwatch/v1/mat-0001/telemetry", Reason.OVERSIZE, "too big", payload, NOW, None
+    )
+    decoded = Decoded(NOW, rejection.topic, payload, None, None, [], [rejection])
+    store = Store(database_url)
+    store.open()
+    try:
+        store.write([decoded])
+    finally:
+        store.close()
+    [(kept, size, digest)] = query(
+        database_url, "SELECT payload, payload_bytes, payload_sha256 FROM quarantine"
+    )
+    assert bytes(kept) == payload[:QUARANTINE_KEEP_BYTES]
+    assert size == len(payload)
+    assert bytes(digest) == hashlib.sha256(payload).digest()
