@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ingest.db import connect
+from ingest.db import DatabaseUnavailable, connect
 from ingest.protocol import Decoded
 from ingest.records import (
     DeviceEvent,
@@ -26,7 +26,8 @@ from ingest.records import (
 
 log = logging.getLogger(__name__)
 
-_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+# The database away, not refusing a row: the caller keeps the whole batch and retries later.
+_CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, DatabaseUnavailable)
 
 # Rows of another component kept in the same transaction as a batch (the application's findings
 # and night summaries, decided from it): called with the batch's cursor.

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import time
 from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
 
 from bedwatch.migrate import migrate
+from ingest.db import DatabaseUnavailable
 from ingest.protocol import Decoded
 from ingest.records import Channel, DeviceId, MattressSample, Reason, Rejection, ResidentId
 from ingest.store import DIRECT_PAUSE_FLUSHES, QUARANTINE_KEEP_BYTES, Store, WriteResult
-from tests.support import query, settings_for
+from tests.support import free_port, query, settings_for
 
 NOW = int(time.time() * 1000)
 
@@ -111,3 +115,15 @@ def test_quarantine_keeps_a_prefix_the_size_and_the_digest(database_url: str) ->
     assert bytes(kept) == payload[:QUARANTINE_KEEP_BYTES]
     assert size == len(payload)
     assert bytes(digest) == hashlib.sha256(payload).digest()
+
+
+def test_with_the_database_away_nothing_is_dropped(database_url: str) -> None:
+    """Rows computed here (rates from waveforms, findings) are not dropped, even in a flush with
+    no message (findings of the clock, rates computed after the last message was stored)."""
+    away = urlsplit(database_url)._replace(netloc=f"postgres@127.0.0.1:{free_port()}").geturl()
+    store = Store(away)
+    written: list[str] = []
+    derived = message(1, NOW - 1000).records
+    with pytest.raises(DatabaseUnavailable):
+        store.write([], derived, lambda cur: written.append("findings"))
+    assert written == []
