@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from psycopg_pool import AsyncConnectionPool
@@ -23,6 +23,7 @@ from alerts.routing import (
     escalation_due,
     inhibiting_rules,
     next_action_ms,
+    on_ladder,
     quiet_until_ms,
     reached_contacts,
     reminder_due,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 DUE_BATCH = 100
+ACT_RETRY_MS = 30_000  # an alert whose escalation step failed is looked at again after this
 
 
 class Outcome(StrEnum):
@@ -258,18 +260,39 @@ class Engine:
         acted = 0
         async with self._pool.connection() as conn, conn.transaction():
             for alert, last_notice in await store.lock_due_alerts(conn, now, DUE_BATCH):
-                await self._act(conn, alert, last_notice, now)
-                acted += 1
+                try:
+                    async with conn.transaction():  # a savepoint: one alert's failure is its own
+                        await self._act(conn, alert, last_notice, now)
+                    acted += 1
+                except Exception as exc:
+                    await self._act_failed(conn, alert, now, exc)
         async with self._pool.connection() as conn, conn.transaction():
             due = await store.claim_due(conn, now, DUE_BATCH)
         self._sender.submit(due)
         return acted + len(due)
+
+    async def _act_failed(
+        self, conn: store.AsyncConn, alert: Alert, now: int, exc: Exception
+    ) -> None:
+        """Record it and look again later; the other due alerts go on meanwhile."""
+        log.error(
+            "alert %s: escalation step failed; trying again in %d s",
+            alert.id,
+            ACT_RETRY_MS // 1000,
+            exc_info=exc,
+        )
+        await store.postpone(conn, alert.id, now + ACT_RETRY_MS)
+        detail = {"error": f"{type(exc).__name__}: {exc}"[:300], "retry_in_s": ACT_RETRY_MS // 1000}
+        await store.audit(conn, alert.id, now, SYSTEM, "step_failed", Via.SYSTEM, detail)
 
     async def _act(self, conn: store.AsyncConn, alert: Alert, last_notice: int, now: int) -> None:
         ladder = self.config.ladder(alert.severity)
         if alert.tier < 0:
             await self._notify_tier(conn, alert, 0, now, Reason.RELEASED, claim=False)
             return
+        # A site reload may have shortened the ladder under an alert: past its new end, the
+        # alert stands on the last step (reminders to everyone on the ladder; no escalation).
+        alert = replace(alert, tier=on_ladder(ladder, alert.tier))
         critical_unreached = alert.severity is Severity.CRITICAL and await store.unreached(
             conn, alert.id
         )

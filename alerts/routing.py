@@ -12,6 +12,12 @@ from alerts.model import Contact, ContactId, Resident
 from detectors.findings import FindingKind, Severity
 
 
+def on_ladder(ladder: Ladder, tier: int) -> int:
+    """The step an alert told up to `tier` stands on now: the last one if the ladder was
+    shortened under it."""
+    return min(tier, len(ladder.steps) - 1)
+
+
 def step_contacts(
     ladder: Ladder, tier: int, resident: Resident, contacts: Mapping[ContactId, Contact]
 ) -> list[Contact]:

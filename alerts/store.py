@@ -260,6 +260,12 @@ async def cancel_pending(conn: AsyncConn, alert_id: AlertId) -> int:
     return cur.rowcount
 
 
+async def postpone(conn: AsyncConn, alert_id: AlertId, next_ms: int) -> None:
+    await conn.execute(
+        "UPDATE alerts SET next_action_at = %s WHERE id = %s", (ts(next_ms), alert_id)
+    )
+
+
 async def audit(
     conn: AsyncConn,
     alert_id: AlertId,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import psycopg
 
@@ -480,3 +481,70 @@ def test_a_graver_severity_pages_again_even_if_acknowledged_and_escalates_from_t
     ]
     actions = query(database_url, "SELECT action FROM alert_audit ORDER BY id")
     assert [a for (a,) in actions][:3] == ["opened", "acknowledged", "severity raised"]
+
+
+def test_a_shortened_ladder_applies_sanely_to_alerts_already_on_it(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+    one_step = (
+        "[alerts.ladders.critical]\nremind_every_s = 120\n"
+        'steps = [{ after_s = 0, roles = ["care_staff", "family"] }]\n'
+    )
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            clock.advance(300)
+            await step(alerts, engine)
+            await step(alerts, engine)
+            assert len(http.got("centre")) == 1  # on the third and last step
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                store_site(conn, parse_site(standard_site(http, smtp, one_step)))
+            await alerts.reload()
+            for _ in range(3):
+                clock.advance(60)
+                await step(alerts, engine)
+
+    asyncio.run(scenario())
+    # Past the new ladder's end the alert stands on its last step: reminded there, not lost.
+    assert "（提醒）" in http.got("zhang")[-1]["title"]
+    assert len(http.got("centre")) == 1
+    assert query(database_url, "SELECT action FROM alert_audit WHERE action = 'step_failed'") == []
+
+
+def test_one_alert_failing_its_step_does_not_hold_up_the_others(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+    other = standard_site(http, smtp).replace('"r-0101"', '"r-0202"').replace("-0101", "-0202")
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        store_site(conn, parse_site(other))
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS))
+            press = sos(DAY_MS + 1)
+            await engine.handle(replace(press, resident_id=ResidentId("r-0202")))
+            await alerts.sender.idle()
+            # r-0101 leaves the registry while its alert is open: its next step cannot be
+            # planned (no such resident) and must not stop r-0202's escalation.
+            with psycopg.connect(database_url) as conn:
+                conn.execute("UPDATE residents SET active = false WHERE id = 'r-0101'")
+            await alerts.reload()
+            clock.advance(120)
+            await step(alerts, engine)
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    escalated = query(
+        database_url,
+        "SELECT a.resident_id FROM notifications n JOIN alerts a ON a.id = n.alert_id"
+        " WHERE starts_with(n.reason, 'escalated')",
+    )
+    assert escalated == [("r-0202",)]  # the doctor, for r-0202 only
+    [(detail,)] = query(database_url, "SELECT detail FROM alert_audit WHERE action = 'step_failed'")
+    assert detail["retry_in_s"] == 30
