@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +21,7 @@ from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
 from alerts.fallback import EmergencyFallback
 from alerts.host import Host, Web
+from alerts.intake import FindingIntake
 from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
@@ -173,7 +174,7 @@ class AlertsComponent:
         self.settings = settings
         self.database_url = database_url
         self._notifier = notifier
-        self._shards: list[asyncio.Queue[Finding]] = [asyncio.Queue() for _ in range(SHARDS)]
+        self.intake = FindingIntake(SHARDS)
         self.alerts: Alerts | None = None
         self.ready = asyncio.Event()
         self._clock: Callable[[], EpochMs] = wall_ms
@@ -192,7 +193,7 @@ class AlertsComponent:
         if finding.late:
             return  # about the past: stored and in the digest; the live data pages for now
         self.fallback.watch(finding)
-        self._shards[hash(finding.resident_id) % SHARDS].put_nowait(finding)
+        self.intake.put(finding)
 
     async def run(self, host: Host) -> None:
         self._clock = host.clock
@@ -232,8 +233,7 @@ class AlertsComponent:
         )
         async with alerts as engine, asyncio.TaskGroup() as tasks:
             tasks.create_task(alerts.sender.run(), name="send_loops")
-            for i, shard in enumerate(self._shards):
-                tasks.create_task(self._intake_loop(engine, shard), name=f"alert_intake_{i}")
+            tasks.create_task(self.intake.run(self._handle_with(engine)), name="alert_intake")
             tasks.create_task(alerts.scheduler_loop(), name="alert_scheduler_loop")
             tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
             digests = DigestLoop(alerts.pool, alerts.sender, alerts.current, clock=alerts.clock)
@@ -243,14 +243,9 @@ class AlertsComponent:
             self.ready.set()
             log.info("alerts running: %d contacts", len(alerts.current.directory.contacts))
 
-    async def _intake_loop(self, engine: Engine, shard: asyncio.Queue[Finding]) -> None:
-        while True:
-            finding = await shard.get()
-            try:
-                await engine.handle(finding)
-                self.fallback.taken(finding)
-            except Exception:
-                # Put back for the next attempt: a lost SOS is the failure that matters most.
-                log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)
-                shard.put_nowait(finding)
-                await asyncio.sleep(1.0)
+    def _handle_with(self, engine: Engine) -> Callable[[Finding], Awaitable[None]]:
+        async def handle(finding: Finding) -> None:
+            await engine.handle(finding)
+            self.fallback.taken(finding)
+
+        return handle

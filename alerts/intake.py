@@ -1,0 +1,86 @@
+"""Findings into the alert engine: residents side by side, each resident's findings in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from detectors.findings import Finding
+from ingest.records import ResidentId
+
+log = logging.getLogger(__name__)
+
+Handle = Callable[[Finding], Awaitable[object]]
+
+
+class _Lane:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Finding] = asyncio.Queue()
+        # Residents whose oldest finding failed, with everything of theirs that came since.
+        self.parked: dict[ResidentId, deque[Finding]] = {}
+
+
+class FindingIntake:
+    """Lanes by resident: one resident's raise and clear, or sos and sos_cancel, are handled in
+    the order they were found, and a finding the engine could not take is tried again before
+    anything later of that resident, while the other residents go on."""
+
+    def __init__(self, lanes: int = 4, *, retry_s: float = 1.0) -> None:
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._retry_s = retry_s
+
+    def put(self, finding: Finding) -> None:
+        self._lanes[hash(finding.resident_id) % len(self._lanes)].queue.put_nowait(finding)
+
+    @property
+    def waiting(self) -> int:
+        return sum(
+            lane.queue.qsize() + sum(len(q) for q in lane.parked.values()) for lane in self._lanes
+        )
+
+    async def run(self, handle: Handle) -> None:
+        """Hand findings to `handle` until cancelled (what is not handled stays here)."""
+        async with asyncio.TaskGroup() as tasks:
+            for i, lane in enumerate(self._lanes):
+                tasks.create_task(self._lane_loop(lane, handle), name=f"alert_intake_{i}")
+
+    async def _lane_loop(self, lane: _Lane, handle: Handle) -> None:
+        retry_at = time.monotonic() + self._retry_s
+        while True:
+            finding: Finding | None = None
+            wait = max(0.0, retry_at - time.monotonic()) if lane.parked else None
+            with contextlib.suppress(TimeoutError):
+                finding = await asyncio.wait_for(lane.queue.get(), wait)
+            if finding is not None:
+                waiting = lane.parked.get(finding.resident_id)
+                if waiting is not None:
+                    waiting.append(finding)
+                elif not await _handled(handle, finding):
+                    lane.parked[finding.resident_id] = deque([finding])
+                    retry_at = time.monotonic() + self._retry_s
+            if lane.parked and time.monotonic() >= retry_at:
+                await _retry(lane, handle)
+                retry_at = time.monotonic() + self._retry_s
+
+
+async def _retry(lane: _Lane, handle: Handle) -> None:
+    for resident in list(lane.parked):
+        waiting = lane.parked[resident]
+        while waiting and await _handled(handle, waiting[0]):
+            waiting.popleft()
+        if not waiting:
+            del lane.parked[resident]
+
+
+async def _handled(handle: Handle, finding: Finding) -> bool:
+    try:
+        await handle(finding)
+    except Exception:
+        # Kept for the next attempt: a lost SOS is the failure that matters most.
+        log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)
+        return False
+    return True
