@@ -173,6 +173,7 @@ class AlertsComponent:
     ) -> None:
         self.settings = settings
         self.database_url = database_url
+        self.serves_http = settings.serve_http
         self._notifier = notifier
         self.intake = FindingIntake(SHARDS)
         self.alerts: Alerts | None = None
@@ -238,7 +239,7 @@ class AlertsComponent:
             tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
             digests = DigestLoop(alerts.pool, alerts.sender, alerts.current, clock=alerts.clock)
             tasks.create_task(digests.run(), name="alert_digest_loop")
-            if self.settings.serve_http:
+            if self.serves_http:
                 tasks.create_task(alerts.web_loop(host), name="alert_web_loop")
             self.ready.set()
             log.info("alerts running: %d contacts", len(alerts.current.directory.contacts))

@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 2
+    from bedwatch.http import HttpUnavailable
     from bedwatch.site import SiteError
     from ingest.db import DatabaseUnavailable
 
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SiteError as exc:
         print(f"bedwatch: bad site file: {exc}", file=sys.stderr)
+        return 2
+    except HttpUnavailable as exc:
+        print(f"bedwatch: http: {exc}", file=sys.stderr)
         return 2
     except DatabaseUnavailable as exc:
         print(f"bedwatch: database: {exc}", file=sys.stderr)

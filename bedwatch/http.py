@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
@@ -15,6 +17,23 @@ from starlette.routing import Route
 
 from alerts.host import Web
 from bedwatch.metrics import REGISTRY
+
+
+class HttpUnavailable(RuntimeError):
+    """The HTTP address cannot be listened on (in use, not this host's, not allowed)."""
+
+
+def listen(addr: str) -> socket.socket:
+    """The listening socket for http.addr, taken before the service takes any message, so a
+    busy port is a clear error at start rather than a server dying later."""
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, int(port)), family=family, backlog=2048)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise HttpUnavailable(f"http.addr {addr}: {reason}") from exc
 
 
 def make_app(web: Web, *, broker_up: Callable[[], bool]) -> Starlette:
@@ -39,20 +58,17 @@ def _up(value: bool) -> str:
     return "up" if value else "down"
 
 
-async def serve(app: Starlette, addr: str, *, closing: Callable[[], None]) -> None:
-    """Serve on host:port until cancelled; then finish open requests and return."""
-    host, _, port = addr.rpartition(":")
+async def serve(app: Starlette, sock: socket.socket, *, closing: Callable[[], None]) -> None:
+    """Serve on a listening socket until cancelled; then finish open requests and return."""
     config = uvicorn.Config(
         app,
-        host=host,
-        port=int(port),
         lifespan="off",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=5,
     )
     server = _QuietServer(config)
-    task = asyncio.ensure_future(server.serve())
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -60,6 +76,9 @@ async def serve(app: Starlette, addr: str, *, closing: Callable[[], None]) -> No
         server.should_exit = True  # close the sockets and finish open requests
         await task
         raise
+    except SystemExit as exc:
+        # uvicorn exits the process on some start-up failures: here that would stop ingest too.
+        raise HttpUnavailable(f"the HTTP server stopped (exit {exc.code})") from None
 
 
 class _QuietServer(uvicorn.Server):

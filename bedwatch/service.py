@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from bedwatch.detector_store import (
     load_snapshot,
     save_snapshot,
 )
-from bedwatch.http import make_app, serve
+from bedwatch.http import HttpUnavailable, listen, make_app, serve
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
 from detectors.findings import Finding
@@ -76,6 +77,7 @@ class Component(Protocol):
     """
 
     name: str
+    serves_http: bool  # the service listens on http.addr before it takes a message
 
     def on_finding(self, finding: Finding) -> None: ...
 
@@ -98,8 +100,10 @@ class ServiceHost:
 
     async def serve_http(self, web: Web) -> None:
         service = self._service
+        if service.http_socket is None:
+            raise HttpUnavailable("no component asked for HTTP at start")
         app = make_app(web, broker_up=service.broker_up)
-        await serve(app, service.settings.http.addr, closing=web.closing)
+        await serve(app, service.http_socket, closing=web.closing)
 
 
 class Service:
@@ -142,6 +146,7 @@ class Service:
         )
         self.intake: Intake | None = None
         self.mqtt: MqttSession | None = None
+        self.http_socket: socket.socket | None = None
 
     def stop(self) -> None:
         """Ask the service to drain and finish (also what SIGTERM does)."""
@@ -188,11 +193,15 @@ class Service:
         try:
             await self._run(loop)
         finally:
+            if self.http_socket is not None:
+                self.http_socket.close()
             self.detectors.stop()
             await asyncio.to_thread(self.detectors.join)
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         settings = self.settings
+        if any(c.serves_http for c in self.components):
+            self.http_socket = listen(settings.http.addr)
         # Open in order: database (schema, registry), then the broker session, then workers.
         await asyncio.to_thread(self._prepare_database)
         self.intake = Intake(

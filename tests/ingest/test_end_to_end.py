@@ -65,6 +65,7 @@ class Recorder:
     """A service component that keeps the findings it is given."""
 
     name = "recorder"
+    serves_http = False
 
     def __init__(self) -> None:
         self.seen: list[Finding] = []

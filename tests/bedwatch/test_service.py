@@ -1,0 +1,33 @@
+"""The composition root: what it refuses at start, before it takes a message."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from tests.support import free_port, service_env, unique_prefix
+
+
+def test_a_busy_http_port_is_a_clear_error_before_any_message_is_taken(database_url: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        env = service_env(
+            BEDWATCH_DATABASE_URL=database_url,
+            BEDWATCH_MQTT_URL="mqtt://127.0.0.1:1883",
+            BEDWATCH_TOPIC_PREFIX=unique_prefix(),
+            BEDWATCH_MQTT__CLIENT_ID=f"bedwatch-busy-{free_port()}",
+            BEDWATCH_HTTP_ADDR=f"127.0.0.1:{port}",
+        )
+        run = subprocess.run(
+            [sys.executable, "-m", "bedwatch.cli", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 2, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == f"bedwatch: http: http.addr 127.0.0.1:{port}: Address already in use"
+    assert "MQTT connected" not in run.stderr  # it never took a message
