@@ -20,6 +20,7 @@ from alerts.engine import Decision, Engine, Outcome
 from alerts.links import LinkError, Links
 from alerts.metrics import ALERT_COUNTS
 from alerts.model import AlertId, ContactId, Via
+from ingest.records import ms_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,28 @@ __all__ = ["database_up", "make_routes", "refresh_counts", "token_digest"]
 async def contact_for_token(pool: AsyncConnectionPool[AsyncConn], token: str) -> ContactId | None:
     async with pool.connection() as conn:
         cur = await conn.execute(
-            "SELECT contact_id FROM contact_tokens WHERE token_sha256 = %s AND revoked_at IS NULL",
+            "SELECT t.contact_id FROM contact_tokens t JOIN contacts c ON c.id = t.contact_id"
+            " WHERE t.token_sha256 = %s AND t.revoked_at IS NULL AND c.active",
             (token_digest(token),),
         )
         row = await cur.fetchone()
     return None if row is None else ContactId(row[0])
+
+
+async def link_honoured(
+    pool: AsyncConnectionPool[AsyncConn], contact_id: ContactId, issued_ms: int
+) -> bool:
+    """The contact is active and has not had its tokens and links revoked since the link was
+    made."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT c.active AND NOT EXISTS (SELECT 1 FROM link_revocations r"
+            "  WHERE r.contact_id = c.id AND r.revoked_at >= %s)"
+            " FROM contacts c WHERE c.id = %s",
+            (ms_to_datetime(issued_ms), contact_id),
+        )
+        row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 def make_routes(
@@ -74,6 +92,8 @@ def make_routes(
             claim = links.verify(request.path_params["token"], engine.clock())
         except LinkError as exc:
             return HTMLResponse(_page(str(exc), ""), 403)
+        if not await link_honoured(pool, claim.contact_id, links.issued_ms(claim)):
+            return HTMLResponse(_page("link no longer valid", ""), 403)
         if request.method == "GET":
             # A page with buttons rather than an ack on GET: link previews must not acknowledge.
             return HTMLResponse(_page(f"Alert {claim.alert_id}", _buttons()))

@@ -39,6 +39,11 @@ class Links:
         claim = f"{alert_id}.{contact_id}.{expires}".encode()
         return f"{_b64(claim)}.{_b64(self._sign(claim))}"
 
+    def issued_ms(self, claim: LinkClaim) -> int:
+        """When a link was made, as far as it tells: its expiry less the link lifetime (so a
+        longer ttl set since errs towards treating the link as older)."""
+        return claim.expires_ms - self._ttl_ms
+
     def verify(self, token: str, now_ms: int) -> LinkClaim:
         try:
             claim_part, sig_part = token.split(".")

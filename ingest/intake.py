@@ -139,6 +139,12 @@ class Intake:
             self._detect_scheduled = False
         return items
 
+    def counts(self) -> tuple[dict[str, int], dict[str, int], int]:
+        """Messages by channel, rejections by reason and QoS 0 messages shed, taken together
+        (the MQTT thread changes them)."""
+        with self._lock:
+            return dict(self.received), dict(self.rejected), self.shed_qos0
+
     @property
     def detect_backlog(self) -> int:
         return len(self._to_detect)

@@ -30,17 +30,17 @@ class IngestCollector(Collector):
         rejects = CounterMetricFamily(
             "bedwatch_rejects", "Messages or samples quarantined, by reason", labels=["reason"]
         )
-        if intake is not None:
-            for channel, n in sorted(intake.received.items()):
-                messages.add_metric([channel], n)
-            for reason, n in sorted(intake.rejected.items()):
-                rejects.add_metric([reason], n)
+        received, rejected, shed = intake.counts() if intake is not None else ({}, {}, 0)
+        for channel, n in sorted(received.items()):
+            messages.add_metric([channel], n)
+        for reason, n in sorted(rejected.items()):
+            rejects.add_metric([reason], n)
         yield messages
         yield rejects
         yield CounterMetricFamily(
             "bedwatch_qos0_shed",
             "QoS 0 telemetry and wave messages analysed but not stored: too many were waiting",
-            value=intake.shed_qos0 if intake is not None else 0,
+            value=shed,
         )
         yield GaugeMetricFamily(
             "bedwatch_queue_held_messages",

@@ -284,12 +284,21 @@ async def _to_console(request: Request) -> Response:
     return RedirectResponse("/console/", 303)
 
 
-@functools.cache
 def _static(name: str) -> bytes | None:
-    if "/" in name or name.startswith(".") or name[name.rfind(".") :] not in STATIC_TYPES:
-        return None
-    path = resources.files("alerts.console") / "static" / name
-    return path.read_bytes() if path.is_file() else None
+    return _static_files().get(name)
+
+
+@functools.cache
+def _static_files() -> dict[str, bytes]:
+    """Every static file, read once: a name a client makes up is looked up, never cached."""
+    folder = resources.files("alerts.console") / "static"
+    return {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.is_file()
+        and not entry.name.startswith(".")
+        and entry.name[entry.name.rfind(".") :] in STATIC_TYPES
+    }
 
 
 def _event(name: str, data: str) -> str:

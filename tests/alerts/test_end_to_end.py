@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import psycopg
 
-from alerts.tokens import issue_token
+from alerts.tokens import issue_token, revoke_tokens
 from bedwatch.migrate import migrate
 from bedwatch.service import Service, alerts_component
 from bedwatch.site import parse_site
@@ -101,3 +101,55 @@ def test_sos_press_to_receiver_then_api_ack_to_wristband(
         ("c-zhang", "acknowledged", "api"),
         ("c-zhang", "resolved", "link"),
     ]
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as page:
+            return int(page.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_revocation_and_an_inactive_contact_end_links_and_tokens(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    port = free_port()
+    with HttpReceiver() as http:
+        text = site(
+            [
+                contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+                contact("c-li", "care_staff", [http.url("ok", "li")]),
+            ],
+            ["c-zhang", "c-li"],
+        )
+        settings = settings_for(database_url, broker_url, prefix)
+        settings = settings.replace("http", addr=f"127.0.0.1:{port}")
+        settings = settings.replace("alerts", public_url=f"http://127.0.0.1:{port}")
+        migrate(settings)
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            store_site(conn, parse_site(text))
+            tokens = {c: issue_token(conn, c) for c in ("c-zhang", "c-li")}
+        component = alerts_component(settings)
+        with ServiceThread(Service(settings, components=[component])):
+            wait_until(component.ready.is_set, 20)
+            band = Device(broker_url, "band-0101", prefix)
+            band.send("event", json.dumps({"seq": 1, "ts": int(time.time() * 1000), "type": "sos"}))
+            wait_until(lambda: http.got("zhang") and http.got("li"), 10, 0.01)
+            band.close()
+            links = {}
+            for who in ("zhang", "li"):
+                found = re.search(r"http://\S+/a/\S+", http.got(who)[0]["message"])
+                assert found is not None
+                links[who] = found.group(0)
+                assert get_status(links[who]) == 200
+            [(alert_id,)] = query(database_url, "SELECT id FROM alerts")
+            api = f"http://127.0.0.1:{port}/api/v1/alerts/{alert_id}/ack"
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                revoke_tokens(conn, "c-zhang")
+                conn.execute("UPDATE contacts SET active = false WHERE id = 'c-li'")
+            assert get_status(links["zhang"]) == 403
+            assert get_status(links["li"]) == 403
+            assert post(api, token=tokens["c-zhang"])[0] == 401
+            assert post(api, token=tokens["c-li"])[0] == 401
+    assert query(database_url, "SELECT state FROM alerts") == [("open",)]

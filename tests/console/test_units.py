@@ -68,3 +68,15 @@ def test_chart_labels_are_escaped_and_range_grows_to_the_data() -> None:
     svg = plots.svg(chart, datetime(2025, 11, 25, 10, tzinfo=UTC), "UTC")
     assert 'aria-label="&lt;b&gt;"' in svg
     assert ">45<" in svg
+
+
+def test_static_files_are_read_once_and_made_up_names_are_not_cached() -> None:
+    from alerts.console import routes
+
+    known = sorted(routes._static_files())
+    assert known  # the console's own css and js
+    for i in range(1000):
+        assert routes._static(f"made-up-{i}.css") is None
+    assert routes._static("../routes.py") is None
+    assert routes._static(known[0]) is not None
+    assert routes._static_files.cache_info().currsize == 1
