@@ -187,6 +187,10 @@ class AlertsComponent:
             self._now,
         )
 
+    async def drain(self) -> None:
+        """Until the findings given so far are handled, or parked because the engine failed."""
+        await self.intake.idle()
+
     def _now(self) -> EpochMs:
         return self._clock()  # the host's clock, known once run() has started
 

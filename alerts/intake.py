@@ -32,15 +32,27 @@ class FindingIntake:
     def __init__(self, lanes: int = 4, *, retry_s: float = 1.0) -> None:
         self._lanes = [_Lane() for _ in range(lanes)]
         self._retry_s = retry_s
+        self._in_hand = 0  # findings being handled now
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def put(self, finding: Finding) -> None:
         self._lanes[hash(finding.resident_id) % len(self._lanes)].queue.put_nowait(finding)
+        self._idle.clear()
 
     @property
     def waiting(self) -> int:
         return sum(
             lane.queue.qsize() + sum(len(q) for q in lane.parked.values()) for lane in self._lanes
         )
+
+    async def idle(self) -> None:
+        """Until every finding put here has been handled or parked for a retry."""
+        await self._idle.wait()
+
+    def _check_idle(self) -> None:
+        if not self._in_hand and all(lane.queue.empty() for lane in self._lanes):
+            self._idle.set()
 
     async def run(self, handle: Handle) -> None:
         """Hand findings to `handle` until cancelled (what is not handled stays here)."""
@@ -59,28 +71,30 @@ class FindingIntake:
                 waiting = lane.parked.get(finding.resident_id)
                 if waiting is not None:
                     waiting.append(finding)
-                elif not await _handled(handle, finding):
+                elif not await self._handled(handle, finding):
                     lane.parked[finding.resident_id] = deque([finding])
                     retry_at = time.monotonic() + self._retry_s
+                self._check_idle()
             if lane.parked and time.monotonic() >= retry_at:
-                await _retry(lane, handle)
+                await self._retry(lane, handle)
                 retry_at = time.monotonic() + self._retry_s
 
+    async def _retry(self, lane: _Lane, handle: Handle) -> None:
+        for resident in list(lane.parked):
+            waiting = lane.parked[resident]
+            while waiting and await self._handled(handle, waiting[0]):
+                waiting.popleft()
+            if not waiting:
+                del lane.parked[resident]
 
-async def _retry(lane: _Lane, handle: Handle) -> None:
-    for resident in list(lane.parked):
-        waiting = lane.parked[resident]
-        while waiting and await _handled(handle, waiting[0]):
-            waiting.popleft()
-        if not waiting:
-            del lane.parked[resident]
-
-
-async def _handled(handle: Handle, finding: Finding) -> bool:
-    try:
-        await handle(finding)
-    except Exception:
-        # Kept for the next attempt: a lost SOS is the failure that matters most.
-        log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)
-        return False
-    return True
+    async def _handled(self, handle: Handle, finding: Finding) -> bool:
+        self._in_hand += 1
+        try:
+            await handle(finding)
+        except Exception:
+            # Kept for the next attempt: a lost SOS is the failure that matters most.
+            log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)
+            return False
+        finally:
+            self._in_hand -= 1
+        return True

@@ -47,6 +47,8 @@ RETENTION_EVERY_S = 3600.0
 TICK_S = 1.0
 DETECT_GATHER_S = 0.002
 DB_RETRY_MAX_S = 10.0
+DETECT_RETRY_S = 0.5
+COMPONENT_DRAIN_S = 10.0
 DERIVED_HELD_MAX = 500_000
 
 
@@ -72,8 +74,8 @@ class Stats:
 class Component(Protocol):
     """A part of the service beside ingest and detection (the alerts, with their web console).
 
-    `run` is started once the database and broker are open and is cancelled at stop;
-    `on_finding` is called on the event loop for every finding and must not block.
+    `run` is started once the database and broker are open and is cancelled at stop, after
+    `drain`; `on_finding` is called on the event loop for every finding and must not block.
     """
 
     name: str
@@ -82,6 +84,10 @@ class Component(Protocol):
     def on_finding(self, finding: Finding) -> None: ...
 
     async def run(self, host: Host) -> None: ...
+
+    async def drain(self) -> None:
+        """Until what it was given is taken in (called at stop, before `run` is cancelled)."""
+        ...
 
 
 class ServiceHost:
@@ -226,10 +232,10 @@ class Service:
                     tasks.create_task(self._registry_loop(), name="registry_loop"),
                     tasks.create_task(self._retention_loop(), name="retention_loop"),
                     tasks.create_task(self._snapshot_loop(), name="snapshot_loop"),
-                    *(
-                        tasks.create_task(c.run(ServiceHost(self)), name=f"{c.name}_component")
-                        for c in self.components
-                    ),
+                ]
+                components = [
+                    tasks.create_task(c.run(ServiceHost(self)), name=f"{c.name}_component")
+                    for c in self.components
                 ]
                 self.ready.set()
                 await self._stop.wait()
@@ -237,20 +243,23 @@ class Service:
                 self.intake.close()
                 for task in workers:
                     task.cancel()
-                # What was taken but not yet detected is detected now, late data too: once
-                # stored and acknowledged, it would not come again. The findings come back
-                # before the answer to sync(), so the last flush stores them.
+                # The stop runs the path in order. Detection first: what was taken but not yet
+                # detected is detected now, late data too (once stored and acknowledged it
+                # would not come again); the findings come back before the answer to sync().
                 self._detect(self.intake.take_to_detect())
                 self.detectors.analyse_late()
-                try:
-                    await self.detectors.sync()
-                except TimeoutError:
-                    log.error("the detectors did not answer at stop: their last findings are lost")
-                # The flush loop is not cancelled: a write cut off half-way would leave its
-                # messages stored but never acknowledged. It drains and returns by itself.
+                await self._detected()
+                # Then the hand-off: the components take what they were given (the alert
+                # engine opens and pages its alerts) while they still run.
+                await self._drain_components()
+                # Then storage and acks. The flush loop is not cancelled: a write cut off
+                # half-way would leave its messages stored but never acknowledged. It drains
+                # and returns by itself.
                 self._drain.set()
                 self.intake.flush_wanted.set()
                 await flush
+                for task in components:
+                    task.cancel()
         finally:
             # Close in reverse: the broker session ends (the broker keeps it, with anything
             # unacknowledged), then the database.
@@ -263,6 +272,19 @@ class Service:
                 self.stats.acked,
                 self.stats.written.mattress,
             )
+
+    async def _drain_components(self) -> None:
+        for component in self.components:
+            try:
+                await asyncio.wait_for(component.drain(), COMPONENT_DRAIN_S)
+            except TimeoutError:
+                log.error(
+                    "%s did not take all it was given within %.0f s of the stop",
+                    component.name,
+                    COMPONENT_DRAIN_S,
+                )
+            except Exception:
+                log.exception("%s failed to drain", component.name)
 
     def _prepare_database(self) -> None:
         db = self.settings.database
@@ -304,6 +326,21 @@ class Service:
         while self.intake.held_count or self._derived or self._findings or self._summaries:
             await self._flush_once()
 
+    async def _detected(self) -> None:
+        """Until the detector worker has handled everything handed to it so far. A worker that
+        dies or hangs is started again and given that input again, so this is asked again."""
+        while True:
+            try:
+                await self.detectors.sync()
+                return
+            except (RuntimeError, TimeoutError) as exc:
+                deadline = self._stop_deadline
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.error("stopping without the detectors' last output: %s", exc)
+                    return
+                log.warning("waiting for the detector worker: %s", exc)
+                await asyncio.sleep(DETECT_RETRY_S)
+
     def _gave_up(self, gave_up: GaveUp) -> None:
         assert self.intake is not None
         self.unstored = gave_up.messages + len(self.intake.take_held())
@@ -318,6 +355,11 @@ class Service:
         assert self.intake is not None
         assert self.mqtt is not None
         held = self.intake.take_held()
+        if held:
+            # Detected before stored: what these messages lead to (findings above all) is
+            # written with them, so none is acknowledged before what it decided is committed.
+            self._detect(self.intake.take_to_detect())
+            await self._detected()
         derived, self._derived = self._derived, []
         findings, self._findings = self._findings, []
         summaries, self._summaries = self._summaries, []

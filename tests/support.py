@@ -154,6 +154,10 @@ class ServiceThread:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def call(self, step: Callable[[], Coroutine[Any, Any, T]], timeout_s: float = 30.0) -> T:
         """Run a coroutine of the service's on its event loop, and wait for its result."""
         return asyncio.run_coroutine_threadsafe(step(), self._loop).result(timeout_s)

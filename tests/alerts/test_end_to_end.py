@@ -11,11 +11,13 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import psycopg
+import pytest
 
 from alerts.tokens import issue_token, revoke_tokens
 from bedwatch.migrate import migrate
 from bedwatch.service import Service, alerts_component
 from bedwatch.site import parse_site
+from ingest.intake import Intake
 from ingest.registry import store_site
 from tests.alerts.harness import contact, site
 from tests.alerts.receivers import HttpReceiver
@@ -153,3 +155,39 @@ def test_revocation_and_an_inactive_contact_end_links_and_tokens(
             assert post(api, token=tokens["c-zhang"])[0] == 401
             assert post(api, token=tokens["c-li"])[0] == 401
     assert query(database_url, "SELECT state FROM alerts") == [("open",)]
+
+
+def test_an_sos_detected_at_the_stop_still_pages(
+    database_url: str, broker_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop detects what was taken, lets the alert engine take the findings, then stores
+    and acknowledges: an SOS taken at the moment of a SIGTERM is paged, not just stored."""
+    with HttpReceiver() as http:
+        text = site([contact("c-zhang", "care_staff", [http.url("ok", "zhang")])], ["c-zhang"])
+        settings = settings_for(database_url, broker_url, prefix)
+        settings = settings.replace("alerts", serve_http=False)
+        migrate(settings)
+        with psycopg.connect(database_url) as conn, conn.transaction():
+            store_site(conn, parse_site(text))
+        component = alerts_component(settings)
+        service = Service(settings, components=[component])
+        taken = Intake.on_message
+
+        def stop_on_sos(intake: Intake, topic: bytes, payload: bytes, *rest: Any) -> None:
+            if b'"sos"' in payload:
+                # The stop is queued on the loop before the detect loop's wake-up: the SOS is
+                # taken but not yet detected when the stop begins.
+                service._loop.call_soon_threadsafe(service.stop)
+            taken(intake, topic, payload, *rest)
+
+        monkeypatch.setattr(Intake, "on_message", stop_on_sos)
+        thread = ServiceThread(service)
+        with thread:
+            wait_until(component.ready.is_set, 20)
+            band = Device(broker_url, "band-0101", prefix)
+            band.send("event", json.dumps({"seq": 1, "ts": int(time.time() * 1000), "type": "sos"}))
+            wait_until(lambda: not thread.running, 30)
+            band.close()
+        assert len(http.got("zhang")) == 1
+    assert query(database_url, "SELECT kind, state FROM alerts") == [("sos", "open")]
+    assert query(database_url, "SELECT type FROM device_events") == [("sos",)]

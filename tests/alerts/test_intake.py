@@ -32,6 +32,8 @@ def test_a_failed_finding_is_retried_before_anything_later_of_its_resident() -> 
         intake.put(found("r-b", FindingKind.FALL, 2))
         intake.put(found("r-a", FindingKind.SOS, 3, cleared=True))  # sos_cancel
         intake.put(found("r-b", FindingKind.FALL, 4, cleared=True))
+        await asyncio.wait_for(intake.idle(), 5)  # handled, or parked for a retry
+        assert len(handled) == 2  # r-b's two; r-a's wait for its first to go through
         for _ in range(100):
             if len(handled) == 4:
                 break

@@ -76,6 +76,9 @@ class Recorder:
     async def run(self, host: Host) -> None:
         await asyncio.Event().wait()
 
+    async def drain(self) -> None:
+        pass
+
 
 def count(url: str, table: str) -> int:
     return int(query(url, f"SELECT count(*) FROM {table}")[0][0])
