@@ -4,7 +4,7 @@ The service's process spends its one core (the GIL) on MQTT, decoding and storag
 detectors cost about as much again. Here they run in a worker process: decoded records go to it
 over a pipe in batches, findings, samples computed from waveforms and night summaries come back.
 The worker keeps ingest's in-order filter and the detector state; the service asks it for a
-snapshot of that state, and gives it one back after a restart.
+snapshot of that state, and gives it one back after a restart, with every command since.
 
 Order is what makes this safe: the pipe carries everything in order, so a snapshot or a `sync`
 answered by the worker comes after the output of everything sent before it.
@@ -18,10 +18,10 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
-import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -39,6 +39,9 @@ from ingest.records import Channel, DeviceId, MattressSample, ResidentId
 log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT_S = 60.0  # for a snapshot or a sync: the worker has everything before it to do
+WATCHDOG_S = 15.0  # a worker that leaves a command unanswered this long is killed and replaced
+# Past this many messages kept for a replay, the worker is asked for a snapshot that covers them.
+JOURNAL_MAX_MESSAGES = 50_000
 STOP_TIMEOUT_S = 10.0
 RESTART_PAUSE_S = 1.0  # doubled for each death within QUICK_DEATH_S of a start, up to the max
 RESTART_MAX_S = 30.0
@@ -70,13 +73,84 @@ def unpack(item: Packed) -> Decoded:
     return decoded
 
 
+class _Journal:
+    """Every command for the worker since its last snapshot, numbered, in order. The sender
+    thread sends from here, so a new worker can be given the same commands again."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._entries: deque[tuple[int, float, tuple[Any, ...]]] = deque()
+        self._seq = 0
+        self._next = 0  # index in _entries of the next command to send
+        self._conn: Connection | None = None
+        self._closed = False
+        self.messages = 0  # decoded messages in the journal's feeds
+
+    def append(self, command: tuple[Any, ...]) -> int:
+        with self._cond:
+            self._seq += 1
+            self._entries.append((self._seq, time.monotonic(), command))
+            if command[0] == "feed":
+                self.messages += len(command[1])
+            self._cond.notify()
+            return self._seq
+
+    def take(self) -> tuple[Connection, int, tuple[Any, ...]] | None:
+        """The next command and the worker to send it to; None once closed and all is sent."""
+        with self._cond:
+            while self._conn is None or self._next >= len(self._entries):
+                if self._closed and self._conn is not None:
+                    return None
+                self._cond.wait()
+            seq, _, command = self._entries[self._next]
+            self._next += 1
+            return self._conn, seq, command
+
+    def to(self, conn: Connection) -> None:
+        """Send everything in the journal again, from its start, to a new worker."""
+        with self._cond:
+            self._conn = conn
+            self._next = 0
+            self._cond.notify()
+
+    def truncate_through(self, seq: int) -> list[tuple[Any, ...]]:
+        """Drop the commands a snapshot covers; returns them."""
+        dropped = []
+        with self._cond:
+            while self._entries and self._entries[0][0] <= seq:
+                _, _, command = self._entries.popleft()
+                dropped.append(command)
+                if command[0] == "feed":
+                    self.messages -= len(command[1])
+                self._next = max(0, self._next - 1)
+        return dropped
+
+    def oldest_after(self, seq: int) -> float | None:
+        """When the oldest command after `seq` was queued (monotonic), if one is."""
+        with self._cond:
+            for entry_seq, at, _ in self._entries:
+                if entry_seq > seq:
+                    return at
+        return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._entries) - self._next
+
+
 class DetectorProcess:
     """The service's handle on the detector worker; its methods are called on the event loop.
 
-    Commands are queued and sent by a thread of their own (a full pipe never blocks the loop);
-    the worker's output is read by another thread and handed to the loop. If the worker dies it
-    is started again from the last snapshot the service saw, and that is logged as an error:
-    what it was given since is not detected again.
+    Commands go into a journal that a thread of its own sends from (a full pipe never blocks
+    the loop); the worker's output is read by another thread and handed to the loop. The journal
+    keeps every command since the worker's last snapshot: if the worker dies, or stops answering
+    for WATCHDOG_S (it is then killed), a new one gets that snapshot and the journal again, and
+    the output it repeats is dropped, so nothing handed to the detectors is lost or doubled.
     """
 
     def __init__(
@@ -86,16 +160,21 @@ class DetectorProcess:
         on_derived: Callable[[Sequence[MattressSample]], None],
         on_summary: Callable[[NightSummary], None],
         clock: Callable[[], int],
+        watchdog_s: float = WATCHDOG_S,
     ) -> None:
         self._on_finding = on_finding
         self._on_derived = on_derived
         self._on_summary = on_summary
         self._clock = clock
-        self._outbox: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._watchdog_s = watchdog_s
+        self._journal = _Journal()
         self._replies: dict[int, asyncio.Future[Any]] = {}
         self._asks = itertools.count(1)
         self._residents: Mapping[ResidentId, ResidentConfig] = {}
+        self._base_residents: Mapping[ResidentId, ResidentConfig] = {}  # as of the snapshot
         self._last_snapshot: bytes | None = None
+        self._snapshot_asked = False
+        self._done = 0  # the last command whose output has been handed on
         self._loop: asyncio.AbstractEventLoop | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
@@ -103,34 +182,38 @@ class DetectorProcess:
         self._started_at = 0.0
         self._quick_deaths = 0
         self.restarts = 0
+        self.killed_hung = 0
 
     # ------------------------------------------------------------------ commands (event loop)
 
     def set_residents(self, residents: Mapping[ResidentId, ResidentConfig]) -> None:
         self._residents = dict(residents)
-        self._outbox.put(("residents", self._residents))
+        self._journal.append(("residents", self._residents))
 
     def restore(self, blob: bytes, now_ms: int) -> None:
         """Raises ValueError for a blob that is not a detector snapshot of this version."""
         snapshot.loads(blob, ResidentState)  # checked here, where the caller can say so
-        self._last_snapshot = blob
-        self._outbox.put(("restore", blob, now_ms))
+        self._journal.append(("restore", blob, now_ms))
 
     def feed(self, items: Iterable[Decoded]) -> None:
         packed = pack(items)
         if packed:
-            self._outbox.put(("feed", packed))
+            self._journal.append(("feed", packed))
+        if self._journal.messages > JOURNAL_MAX_MESSAGES and not self._snapshot_asked:
+            # A snapshot lets the journal drop what it covers: memory stays bounded.
+            self._snapshot_asked = True
+            self._journal.append(("snapshot", 0))
 
     def tick(self, now_ms: int) -> None:
-        self._outbox.put(("tick", now_ms))
+        self._journal.append(("tick", now_ms))
+        self._watch()
 
     def analyse_late(self) -> None:
-        self._outbox.put(("late",))
+        self._journal.append(("late",))
 
     async def snapshot(self) -> bytes:
         """The detector state, after everything sent before has been detected and handed on."""
         blob: bytes = await self._ask("snapshot")
-        self._last_snapshot = blob
         return blob
 
     async def sync(self) -> None:
@@ -142,7 +225,12 @@ class DetectorProcess:
     @property
     def backlog(self) -> int:
         """Commands (batches of messages, mostly) waiting to be sent to the worker."""
-        return self._outbox.qsize()
+        return len(self._journal)
+
+    @property
+    def journal_messages(self) -> int:
+        """Messages kept to be given again to a new worker (since the last snapshot)."""
+        return self._journal.messages
 
     @property
     def pid(self) -> int | None:
@@ -164,8 +252,8 @@ class DetectorProcess:
         runs there too); then `join` waits for it, off the loop.
         """
         self._stopping = True
-        self._outbox.put(("stop",))
-        self._outbox.put(None)
+        self._journal.append(("stop",))
+        self._journal.close()
 
     def join(self) -> None:
         process = self._process
@@ -195,11 +283,11 @@ class DetectorProcess:
         )
         process.start()
         child.close()
-        # A new worker gets its residents and state first, before anything still queued for
-        # the one it replaces (that queue is sent to whichever worker is current).
-        parent.send(("residents", self._residents))
-        if self._last_snapshot is not None and self.restarts:
-            parent.send(("restore", self._last_snapshot, self._clock()))
+        # A new worker starts where the last snapshot left off: the residents then in force,
+        # the snapshot, then the journal of every command since, in order.
+        parent.send((0, ("residents", self._base_residents)))
+        if self._last_snapshot is not None:
+            parent.send((0, ("restore", self._last_snapshot, None)))
         self._started_at = time.monotonic()
         old, self._process, self._conn = self._conn, process, parent
         if old is not None:
@@ -207,13 +295,14 @@ class DetectorProcess:
         threading.Thread(
             target=self._read_loop, args=(parent,), name="detect-read", daemon=True
         ).start()
+        self._journal.to(parent)
 
     async def _ask(self, what: str) -> Any:
         assert self._loop is not None
         ask = next(self._asks)
         reply = self._loop.create_future()
         self._replies[ask] = reply
-        self._outbox.put((what, ask))
+        self._journal.append((what, ask))
         try:
             return await asyncio.wait_for(reply, REPLY_TIMEOUT_S)
         finally:
@@ -221,25 +310,16 @@ class DetectorProcess:
 
     def _send_loop(self) -> None:
         while True:
-            command = self._outbox.get()
-            if command is None:
+            item = self._journal.take()
+            if item is None:
                 return
-            conn = self._conn
-            while True:
-                try:
-                    assert conn is not None
-                    conn.send(command)
-                    break
-                except (OSError, EOFError, ValueError):
-                    # The worker is gone: this command waits for the next one.
-                    while self._conn is conn and not self._stopping:
-                        time.sleep(0.05)
-                    if self._stopping:
-                        break
-                    conn = self._conn
-                except Exception as exc:
-                    log.error("detector command %s not sent: %s", command[0], exc)
-                    break
+            conn, seq, command = item
+            try:
+                conn.send((seq, command))
+            except (OSError, EOFError, ValueError):
+                pass  # the worker is gone: the next one gets the journal again
+            except Exception as exc:
+                log.error("detector command %s not sent: %s", command[0], exc)
 
     def _read_loop(self, conn: Connection) -> None:
         loop = self._loop
@@ -250,33 +330,63 @@ class DetectorProcess:
             except (EOFError, OSError):
                 break
             try:
-                loop.call_soon_threadsafe(self._deliver, message)
+                loop.call_soon_threadsafe(self._deliver, conn, message)
             except RuntimeError:  # the service's loop has closed
                 return
-        if not self._stopping:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._died)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._died, conn)
+
+    def _watch(self) -> None:
+        """Kill a worker that has left a command unanswered for the watchdog's time."""
+        oldest = self._journal.oldest_after(self._done)
+        process = self._process
+        now = time.monotonic()
+        if oldest is None or process is None or self._stopping:
+            return
+        if now - max(oldest, self._started_at) > self._watchdog_s and process.is_alive():
+            self.killed_hung += 1
+            log.error(
+                "detector worker (pid %s) has not answered for %.0f s: killing it",
+                process.pid,
+                now - max(oldest, self._started_at),
+            )
+            process.kill()
 
     # ------------------------------------------------------------------ output (event loop)
 
-    def _deliver(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
+    def _deliver(self, conn: Connection, message: tuple[Any, ...]) -> None:
+        if conn is not self._conn:
+            return  # from a worker already replaced
+        kind, seq = message[0], message[1]
+        if seq <= self._done and seq:
+            return  # a new worker repeating what its predecessor already handed on
         if kind == "out":
-            _, findings, derived, summaries = message
+            _, _, findings, derived, summaries = message
             for finding in findings:
                 self._on_finding(finding)
             if derived:
                 self._on_derived(derived)
             for summary in summaries:
                 self._on_summary(summary)
-        elif kind == "reply":
-            _, ask, value = message
+            return  # its "done" follows
+        if kind == "reply":
+            _, _, ask, value = message
+            if isinstance(value, bytes):  # a snapshot: the journal before it is covered
+                self._covered(seq, value)
             reply = self._replies.get(ask)
             if reply is not None and not reply.done():
                 reply.set_result(value)
+        self._done = max(self._done, seq)
 
-    def _died(self) -> None:
-        if self._stopping:
+    def _covered(self, seq: int, blob: bytes) -> None:
+        self._last_snapshot = blob
+        self._snapshot_asked = False
+        for command in self._journal.truncate_through(seq):
+            if command[0] == "residents":
+                self._base_residents = command[1]
+
+    def _died(self, conn: Connection) -> None:
+        if self._stopping or conn is not self._conn:
             return
         code = self._process.exitcode if self._process is not None else None
         for reply in self._replies.values():  # asked of the worker that is gone
@@ -287,10 +397,11 @@ class DetectorProcess:
         self._quick_deaths = self._quick_deaths + 1 if quick else 0
         pause = min(RESTART_MAX_S, RESTART_PAUSE_S * (2**self._quick_deaths - 1))
         log.error(
-            "detector worker ended (exit code %s); starting it again in %.0f s from the last"
-            " snapshot: records given to it since are not detected again",
+            "detector worker ended (exit code %s); starting it again in %.1f s from the last"
+            " snapshot, with the %d messages given to it since",
             code,
             pause,
+            self._journal.messages,
         )
         assert self._loop is not None
         self._loop.call_later(pause, self._restart)
@@ -323,7 +434,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
     ordered = InOrder(runner)
     while True:
         try:
-            command = conn.recv()
+            seq, command = conn.recv()
         except (EOFError, OSError):
             return
         kind = command[0]
@@ -337,22 +448,23 @@ def worker_main(conn: Connection, log_level: int) -> None:
                 runner.set_residents(command[1])
             elif kind == "restore":
                 runner.restore(command[1])
-                runner.resume(command[2])
+                if command[2] is not None:
+                    runner.resume(command[2])
             elif kind == "late":
                 runner.analyse_late()
             elif kind == "snapshot":
-                reply = ("reply", command[1], runner.snapshot())
+                reply = ("reply", seq, command[1], runner.snapshot())
             elif kind == "sync":
-                reply = ("reply", command[1], None)
+                reply = ("reply", seq, command[1], None)
         except Exception:
             log.exception("detector command %s failed", kind)
         if findings or derived or summaries:
-            conn.send(("out", list(findings), list(derived), list(summaries)))
+            conn.send(("out", seq, list(findings), list(derived), list(summaries)))
             findings.clear()
             derived.clear()
             summaries.clear()
-        if reply is not None:
-            conn.send(reply)
+        if seq:
+            conn.send(reply or ("done", seq))
         if kind == "stop":
             return
 
