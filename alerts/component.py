@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
@@ -21,7 +21,7 @@ from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
 from alerts.fallback import EmergencyFallback
 from alerts.host import Host, Web
-from alerts.intake import FindingIntake
+from alerts.intake import FindingIntake, Stored
 from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
@@ -35,6 +35,7 @@ SHARDS = 4  # findings of one resident stay in order; residents are handled side
 REGISTRY_EVERY_S = 5.0
 RESTART_MAX_S = 30.0
 FALLBACK_CHECK_S = 0.25
+TAKE_UP_BATCH = 1000
 
 
 class Alerts:
@@ -176,6 +177,7 @@ class AlertsComponent:
         self.serves_http = settings.serve_http
         self._notifier = notifier
         self.intake = FindingIntake(SHARDS)
+        self._catching_up: list[Stored] | None = None
         self.alerts: Alerts | None = None
         self.ready = asyncio.Event()
         self._clock: Callable[[], EpochMs] = wall_ms
@@ -188,17 +190,31 @@ class AlertsComponent:
         )
 
     async def drain(self) -> None:
-        """Until the findings given so far are handled, or parked because the engine failed."""
+        """Until the findings given so far are handled (or parked: the engine failed) and the
+        notifications they led to have been tried (what is cut off is sent after a restart)."""
         await self.intake.idle()
+        if self.alerts is not None:
+            await self.alerts.sender.idle()
 
     def _now(self) -> EpochMs:
         return self._clock()  # the host's clock, known once run() has started
 
     def on_finding(self, finding: Finding) -> None:
+        """Decided, not yet stored: the direct fallback pages if the engine has not taken an
+        emergency in time (the database away, the engine down)."""
         if finding.late:
             return  # about the past: stored and in the digest; the live data pages for now
         self.fallback.watch(finding)
-        self.intake.put(finding)
+
+    def on_stored(self, findings: Sequence[tuple[int, Finding]]) -> None:
+        """Committed: to the engine, in order. While the engine takes up what it missed, these
+        wait behind that (they are in the database too; the second copy is a no-op)."""
+        for stored in findings:
+            item: Stored = stored
+            if self._catching_up is not None:
+                self._catching_up.append(item)
+            else:
+                self.intake.put(item)
 
     async def run(self, host: Host) -> None:
         self._clock = host.clock
@@ -237,6 +253,9 @@ class AlertsComponent:
             notifier=self._notifier,
         )
         async with alerts as engine, asyncio.TaskGroup() as tasks:
+            taken = await self._take_up(alerts.pool)
+            if taken:
+                log.warning("%d findings stored but not handled yet: handling them now", taken)
             tasks.create_task(alerts.sender.run(), name="send_loops")
             tasks.create_task(self.intake.run(self._handle_with(engine)), name="alert_intake")
             tasks.create_task(alerts.scheduler_loop(), name="alert_scheduler_loop")
@@ -248,9 +267,32 @@ class AlertsComponent:
             self.ready.set()
             log.info("alerts running: %d contacts", len(alerts.current.directory.contacts))
 
-    def _handle_with(self, engine: Engine) -> Callable[[Finding], Awaitable[None]]:
-        async def handle(finding: Finding) -> None:
-            await engine.handle(finding)
+    def _handle_with(self, engine: Engine) -> Callable[[Stored], Awaitable[None]]:
+        async def handle(item: Stored) -> None:
+            finding_id, finding = item
+            await engine.handle(finding, finding_id)
             self.fallback.taken(finding)
 
         return handle
+
+    async def _take_up(self, pool: AsyncConnectionPool[store.AsyncConn]) -> int:
+        """Every stored finding the engine has not handled (cut off by a crash or a stop), in
+        order, before the ones that arrive meanwhile."""
+        self._catching_up = []
+        self.intake.clear()  # all of it is in the database: read again, in order
+        taken, last = 0, 0
+        try:
+            while True:
+                async with pool.connection() as conn:
+                    batch = await store.unhandled_findings(conn, last, TAKE_UP_BATCH)
+                for found in batch:
+                    self.intake.put(found)
+                taken += len(batch)
+                if len(batch) < TAKE_UP_BATCH:
+                    break
+                last = batch[-1][0]
+        finally:
+            for item in self._catching_up:
+                self.intake.put(item)
+            self._catching_up = None
+        return taken

@@ -84,8 +84,12 @@ class Engine:
     def directory(self) -> Directory:
         return self.current.directory
 
-    async def handle(self, finding: Finding) -> AlertId | None:
-        """One finding through the pipeline; the id of the alert it opened or joined."""
+    async def handle(self, finding: Finding, finding_id: int | None = None) -> AlertId | None:
+        """One finding through the pipeline; the id of the alert it opened or joined.
+
+        `finding_id`: its row in `findings`, marked handled in the same transaction, so a finding
+        handed over twice (taken up again after a crash) is acted on once.
+        """
         if finding.resident_id not in self.directory.residents:
             # Registered since the routing was last loaded (it reloads every few seconds).
             async with self._pool.connection() as conn:
@@ -95,10 +99,15 @@ class Engine:
                     # Raised, so the caller keeps it and tries again: never dropped silently.
                     raise LookupError(f"{finding.kind} for unknown resident {finding.resident_id}")
                 log.warning("%s for unknown resident %s", finding.kind, finding.resident_id)
+                if finding_id is not None:
+                    async with self._pool.connection() as conn:
+                        await store.take_finding(conn, finding_id, self.clock())
                 return None
         received = time.perf_counter()
         now = self.clock()
         async with self._pool.connection() as conn, conn.transaction():
+            if finding_id is not None and not await store.take_finding(conn, finding_id, now):
+                return None  # handled before
             if finding.cleared:
                 await self._cleared(conn, finding, now)
                 return None

@@ -1,4 +1,4 @@
-"""Findings into the alert engine: residents side by side, each resident's findings in order."""
+"""Stored findings into the alert engine: residents side by side, each one's findings in order."""
 
 from __future__ import annotations
 
@@ -14,14 +14,16 @@ from ingest.records import ResidentId
 
 log = logging.getLogger(__name__)
 
-Handle = Callable[[Finding], Awaitable[object]]
+# A finding with the id of its row in `findings` (None: not stored, e.g. in a test).
+Stored = tuple[int | None, Finding]
+Handle = Callable[[Stored], Awaitable[object]]
 
 
 class _Lane:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Finding] = asyncio.Queue()
+        self.queue: asyncio.Queue[Stored] = asyncio.Queue()
         # Residents whose oldest finding failed, with everything of theirs that came since.
-        self.parked: dict[ResidentId, deque[Finding]] = {}
+        self.parked: dict[ResidentId, deque[Stored]] = {}
 
 
 class FindingIntake:
@@ -36,15 +38,26 @@ class FindingIntake:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def put(self, finding: Finding) -> None:
-        self._lanes[hash(finding.resident_id) % len(self._lanes)].queue.put_nowait(finding)
+    def put(self, item: Stored) -> None:
+        self._lanes[hash(item[1].resident_id) % len(self._lanes)].queue.put_nowait(item)
         self._idle.clear()
+
+    def clear(self) -> None:
+        """Forget what waits (it is all in the database, to be read again in order)."""
+        for lane in self._lanes:
+            while not lane.queue.empty():
+                lane.queue.get_nowait()
+            lane.parked.clear()
+        self._check_idle()
 
     @property
     def waiting(self) -> int:
         return sum(
             lane.queue.qsize() + sum(len(q) for q in lane.parked.values()) for lane in self._lanes
         )
+
+    def idle_now(self) -> bool:
+        return self._idle.is_set()
 
     async def idle(self) -> None:
         """Until every finding put here has been handled or parked for a retry."""
@@ -63,16 +76,17 @@ class FindingIntake:
     async def _lane_loop(self, lane: _Lane, handle: Handle) -> None:
         retry_at = time.monotonic() + self._retry_s
         while True:
-            finding: Finding | None = None
+            item: Stored | None = None
             wait = max(0.0, retry_at - time.monotonic()) if lane.parked else None
             with contextlib.suppress(TimeoutError):
-                finding = await asyncio.wait_for(lane.queue.get(), wait)
-            if finding is not None:
-                waiting = lane.parked.get(finding.resident_id)
+                item = await asyncio.wait_for(lane.queue.get(), wait)
+            if item is not None:
+                resident = item[1].resident_id
+                waiting = lane.parked.get(resident)
                 if waiting is not None:
-                    waiting.append(finding)
-                elif not await self._handled(handle, finding):
-                    lane.parked[finding.resident_id] = deque([finding])
+                    waiting.append(item)
+                elif not await self._handled(handle, item):
+                    lane.parked[resident] = deque([item])
                     retry_at = time.monotonic() + self._retry_s
                 self._check_idle()
             if lane.parked and time.monotonic() >= retry_at:
@@ -87,10 +101,11 @@ class FindingIntake:
             if not waiting:
                 del lane.parked[resident]
 
-    async def _handled(self, handle: Handle, finding: Finding) -> bool:
+    async def _handled(self, handle: Handle, item: Stored) -> bool:
         self._in_hand += 1
+        finding = item[1]
         try:
-            await handle(finding)
+            await handle(item)
         except Exception:
             # Kept for the next attempt: a lost SOS is the failure that matters most.
             log.exception("finding %s for %s not handled", finding.kind, finding.resident_id)

@@ -23,7 +23,7 @@ from alerts.model import (
     Via,
 )
 from detectors.findings import Finding, FindingKind, Severity
-from ingest.records import ResidentId
+from ingest.records import DeviceId, ResidentId
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -258,6 +258,42 @@ async def cancel_pending(conn: AsyncConn, alert_id: AlertId) -> int:
         (alert_id,),
     )
     return cur.rowcount
+
+
+async def take_finding(conn: AsyncConn, finding_id: int, now_ms: int) -> bool:
+    """Mark a stored finding handled; False if it was already (a second hand-over of it)."""
+    cur = await conn.execute(
+        "UPDATE findings SET handled_at = %s WHERE id = %s AND handled_at IS NULL",
+        (ts(now_ms), finding_id),
+    )
+    return cur.rowcount == 1
+
+
+async def unhandled_findings(
+    conn: AsyncConn, after_id: int, limit: int
+) -> list[tuple[int, Finding]]:
+    """Stored findings the engine has not handled, oldest first (it takes them up at start)."""
+    cur = await conn.execute(
+        "SELECT id, resident_id, kind, severity, at, started_at, cleared, device_id, evidence"
+        " FROM findings WHERE handled_at IS NULL AND id > %s AND NOT late ORDER BY id LIMIT %s",
+        (after_id, limit),
+    )
+    return [
+        (
+            int(r[0]),
+            Finding(
+                ResidentId(r[1]),
+                FindingKind(r[2]),
+                Severity(r[3]),
+                ms(r[4]),
+                ms(r[5]),
+                cleared=bool(r[6]),
+                device_id=DeviceId(r[7]) if r[7] is not None else None,
+                evidence=dict(r[8] or {}),
+            ),
+        )
+        for r in await cur.fetchall()
+    ]
 
 
 async def postpone(conn: AsyncConn, alert_id: AlertId, next_ms: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -17,11 +19,14 @@ from ingest.records import DeviceId, DeviceKind, ResidentId, ms_to_datetime
 log = logging.getLogger(__name__)
 
 SNAPSHOT_ID = "service"
+EMERGENCY_WRITE_S = 2.0
 
+# A finding about the past (late) pages nobody: it is stored as handed over already.
 INSERT_FINDING = """
 INSERT INTO findings
-    (resident_id, device_id, kind, severity, at, started_at, cleared, evidence, late)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"""
+    (resident_id, device_id, kind, severity, at, started_at, cleared, evidence, late, handled_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+RETURNING id"""
 
 
 def load_resident_configs(
@@ -61,6 +66,7 @@ def finding_row(f: Finding) -> tuple[object, ...]:
         f.cleared,
         json.dumps(dict(f.evidence), default=str),
         f.late,
+        f.late,
     )
 
 
@@ -68,9 +74,21 @@ def store_findings(
     cur: psycopg.Cursor[tuple[object, ...]],
     findings: Sequence[Finding],
     summaries: Sequence[NightSummary],
+    ids: list[int] | None = None,
 ) -> None:
+    """Findings and night summaries, in the caller's transaction; `ids` gets the findings' row
+    ids, in order (emptied first: a transaction tried again starts afresh)."""
+    if ids is not None:
+        ids.clear()
     if findings:
-        cur.executemany(INSERT_FINDING, [finding_row(f) for f in findings])
+        cur.executemany(INSERT_FINDING, [finding_row(f) for f in findings], returning=True)
+        while True:
+            inserted = cur.fetchone()
+            assert inserted is not None
+            if ids is not None:
+                ids.append(int(inserted[0]))  # type: ignore[call-overload]
+            if not cur.nextset():
+                break
     for summary in summaries:
         row = summary.to_row()
         columns = list(row)
@@ -83,6 +101,40 @@ def store_findings(
             f" ON CONFLICT (resident_id, night) DO UPDATE SET {updates}, computed_at = now()",
             list(row.values()),
         )
+
+
+class EmergencyWriter:
+    """A connection of its own for emergency findings: committed at once, not with the next
+    batch of device data, within EMERGENCY_WRITE_S or not at all (the caller falls back)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def store(self, findings: Sequence[Finding]) -> list[int]:
+        try:
+            async with asyncio.timeout(EMERGENCY_WRITE_S):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await psycopg.AsyncConnection.connect(
+                        self._url, connect_timeout=max(1, int(EMERGENCY_WRITE_S))
+                    )
+                ids = []
+                async with self._conn.transaction():
+                    for finding in findings:
+                        cur = await self._conn.execute(INSERT_FINDING, finding_row(finding))
+                        row = await cur.fetchone()
+                        assert row is not None
+                        ids.append(int(row[0]))  # type: ignore[call-overload]
+                return ids
+        except BaseException:
+            await self.close()  # a connection cut off mid-transaction is not used again
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                await conn.close()
 
 
 def load_snapshot(conn: psycopg.Connection[tuple[object, ...]]) -> bytes | None:

@@ -21,6 +21,7 @@ from alerts.notifier import Notifier
 from bedwatch import detector_store, metrics
 from bedwatch.detector_process import DetectorProcess
 from bedwatch.detector_store import (
+    EmergencyWriter,
     load_resident_configs,
     load_snapshot,
     save_snapshot,
@@ -28,13 +29,14 @@ from bedwatch.detector_store import (
 from bedwatch.http import HttpUnavailable, listen, make_app, serve
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
-from detectors.findings import Finding
+from detectors.events import Emergencies
+from detectors.findings import Finding, FindingKind, Severity
 from detectors.nights import NightSummary
 from ingest.db import DatabaseUnavailable, connect, ensure_database, redact
 from ingest.intake import Held, Intake
 from ingest.mqtt import MqttSession
 from ingest.protocol import Decoded, Decoder
-from ingest.records import EpochMs, MattressSample, Record, wall_ms
+from ingest.records import DeviceEvent, EpochMs, MattressSample, Record, wall_ms
 from ingest.registry import load_devices, registry_version
 from ingest.retention import prune
 from ingest.store import Store, WriteResult
@@ -48,6 +50,8 @@ TICK_S = 1.0
 DETECT_GATHER_S = 0.002
 DB_RETRY_MAX_S = 10.0
 DETECT_RETRY_S = 0.5
+EVENTS_SESSION = 1  # Held.session of messages from the event channel's own MQTT session
+EMERGENCY_KINDS = frozenset({FindingKind.SOS, FindingKind.FALL})
 COMPONENT_DRAIN_S = 10.0
 DERIVED_HELD_MAX = 500_000
 
@@ -81,7 +85,13 @@ class Component(Protocol):
     name: str
     serves_http: bool  # the service listens on http.addr before it takes a message
 
-    def on_finding(self, finding: Finding) -> None: ...
+    def on_finding(self, finding: Finding) -> None:
+        """As soon as it is decided, before it is stored (the emergency fallback watches)."""
+        ...
+
+    def on_stored(self, findings: Sequence[tuple[int, Finding]]) -> None:
+        """Once committed, with the row ids of `findings`: the durable hand-off."""
+        ...
 
     async def run(self, host: Host) -> None: ...
 
@@ -152,6 +162,11 @@ class Service:
         )
         self.intake: Intake | None = None
         self.mqtt: MqttSession | None = None
+        # SOS presses and falls come on a session of their own: at the broker they never wait
+        # behind telemetry queued for the service (after a restart, say).
+        self.mqtt_events: MqttSession | None = None
+        self._emergencies = Emergencies()
+        self._emergency_writer = EmergencyWriter(settings.database.url)
         self.http_socket: socket.socket | None = None
 
     def stop(self) -> None:
@@ -182,16 +197,67 @@ class Service:
         self.mqtt.publish(topic, payload, qos)
 
     def broker_up(self) -> bool:
-        return self.mqtt is not None and self.mqtt.connected.is_set()
+        return all(
+            session is not None and session.connected.is_set()
+            for session in (self.mqtt, self.mqtt_events)
+        )
 
     def _on_finding(self, finding: Finding) -> None:
+        if finding.kind in EMERGENCY_KINDS and not finding.late:
+            return  # decided where it was decoded (_emergency_loop); the worker keeps its state
         self._findings.append(finding)
         metrics.FINDINGS.labels(finding.kind, finding.severity, str(finding.cleared).lower()).inc()
+        if finding.severity is Severity.CRITICAL and not finding.late and self.intake is not None:
+            self.intake.flush_wanted.set()  # stored, then handed over, without waiting
         for component in self.components:
             try:
                 component.on_finding(finding)
             except Exception:
                 log.exception("%s failed on a %s finding", component.name, finding.kind)
+
+    async def _emergency_loop(self) -> None:
+        assert self.intake is not None
+        while True:
+            await self.intake.emergency_ready.wait()
+            self.intake.emergency_ready.clear()
+            await self._decide_emergencies(self.intake.take_emergencies())
+
+    async def _decide_emergencies(self, events: Sequence[DeviceEvent]) -> None:
+        """Decided, stored and handed to the alert engine at once, before and apart from the
+        rest of detection; if the database does not take them now, they go with the next batch
+        (and the emergency fallback, watching from here, pages if that takes too long)."""
+        findings = [f for event in events for f in self._emergencies.step(event)]
+        if not findings:
+            return
+        for finding in findings:
+            metrics.FINDINGS.labels(
+                finding.kind, finding.severity, str(finding.cleared).lower()
+            ).inc()
+            for component in self.components:
+                try:
+                    component.on_finding(finding)
+                except Exception:
+                    log.exception("%s failed on a %s finding", component.name, finding.kind)
+        try:
+            ids = await self._emergency_writer.store(findings)
+        except BaseException as exc:
+            self._findings.extend(findings)
+            if self.intake is not None:
+                self.intake.flush_wanted.set()
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("emergency findings go with the next batch: %s", exc)
+            return
+        self._hand_over(list(zip(ids, findings, strict=True)))
+
+    def _hand_over(self, stored: Sequence[tuple[int, Finding]]) -> None:
+        if not stored:
+            return
+        for component in self.components:
+            try:
+                component.on_stored(stored)
+            except Exception:
+                log.exception("%s failed on %d stored findings", component.name, len(stored))
 
     async def run(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
@@ -215,18 +281,30 @@ class Service:
             loop,
             flush_max_rows=settings.ingest.flush_max_rows,
             max_held_qos0_bytes=settings.ingest.max_held_qos0_mb * 1_000_000,
+            events_session=EVENTS_SESSION,
         )
+        # Everything still comes on the main session, so a topic outside the protocol is seen
+        # and quarantined; its copies of events are only acknowledged.
         self.mqtt = MqttSession(settings.mqtt, self.intake.on_message)
+        self.mqtt_events = MqttSession(
+            settings.mqtt,
+            partial(self.intake.on_message, session=EVENTS_SESSION),
+            client_id=f"{settings.mqtt.client_id}-events",
+            channels=("+/event",),
+            user_suffix="-events",
+        )
         metrics.watch(
             written=self.stats.written,
             detect_batches=lambda: self.detectors.backlog,
             ingest=lambda: (self.intake, self.mqtt),
         )
+        self.mqtt_events.start()
         self.mqtt.start()
         try:
             async with asyncio.TaskGroup() as tasks:
                 flush = tasks.create_task(self._flush_loop(), name="flush_loop")
                 workers = [
+                    tasks.create_task(self._emergency_loop(), name="emergency_loop"),
                     tasks.create_task(self._detect_loop(), name="detect_loop"),
                     tasks.create_task(self._tick_loop(), name="tick_loop"),
                     tasks.create_task(self._registry_loop(), name="registry_loop"),
@@ -243,27 +321,33 @@ class Service:
                 self.intake.close()
                 for task in workers:
                     task.cancel()
-                # The stop runs the path in order. Detection first: what was taken but not yet
+                # The stop runs the path in order. Emergencies first, then detection: what was
+                # taken but not yet
                 # detected is detected now, late data too (once stored and acknowledged it
                 # would not come again); the findings come back before the answer to sync().
+                await self._decide_emergencies(self.intake.take_emergencies())
                 self._detect(self.intake.take_to_detect())
                 self.detectors.analyse_late()
                 await self._detected()
-                # Then the hand-off: the components take what they were given (the alert
-                # engine opens and pages its alerts) while they still run.
-                await self._drain_components()
-                # Then storage and acks. The flush loop is not cancelled: a write cut off
-                # half-way would leave its messages stored but never acknowledged. It drains
-                # and returns by itself.
+                # Then storage and acks, the findings with their messages. The flush loop is
+                # not cancelled: a write cut off half-way would leave its messages stored but
+                # never acknowledged. It drains and returns by itself.
                 self._drain.set()
                 self.intake.flush_wanted.set()
                 await flush
+                # Then the hand-off: the components take what was stored (the alert engine
+                # opens and pages its alerts) while they still run. What they do not take in
+                # time is in the database, taken up at the next start.
+                await self._drain_components()
                 for task in components:
                     task.cancel()
         finally:
             # Close in reverse: the broker session ends (the broker keeps it, with anything
             # unacknowledged), then the database.
-            await asyncio.to_thread(self.mqtt.stop)
+            await asyncio.gather(
+                asyncio.to_thread(self.mqtt.stop), asyncio.to_thread(self.mqtt_events.stop)
+            )
+            await self._emergency_writer.close()
             await self.checkpoint()
             await asyncio.to_thread(self._store.close)
             log.info(
@@ -293,12 +377,15 @@ class Service:
             migrate(self.settings)
         with connect(db.url) as conn:
             self._decoder.devices = load_devices(conn)
-            self.detectors.set_residents(load_resident_configs(conn))
+            configs = load_resident_configs(conn)
+            self.detectors.set_residents(configs)
+            self._emergencies.set_residents(configs)
             self._registry_seen = registry_version(conn)
             blob = load_snapshot(conn)
         if blob is not None:
             try:
                 self.detectors.restore(blob, self.clock())
+                self._emergencies.restore(blob)
             except ValueError as exc:
                 log.warning("detector state not restored, starting afresh: %s", exc)
         self._store.open()
@@ -366,13 +453,19 @@ class Service:
         if not (held or derived or findings or summaries):
             return
         started = time.perf_counter()
+        ids: list[int] = []
         result = await asyncio.to_thread(
-            self._write_until_stored, held, derived, findings, summaries
+            self._write_until_stored, held, derived, findings, summaries, ids
         )
         # Acknowledge only now, in the order received: a crash before this line loses nothing,
         # the broker redelivers and the idempotent write makes the second copy a no-op.
+        sessions = (self.mqtt, self.mqtt_events)
         for h in held:
-            self.mqtt.ack(h.generation, h.mid, h.qos)
+            session = sessions[h.session]
+            if session is not None:
+                session.ack(h.generation, h.mid, h.qos)
+        if ids:
+            self._hand_over([(i, f) for i, f in zip(ids, findings, strict=True) if not f.late])
         elapsed = time.perf_counter() - started
         metrics.BATCH_SECONDS.observe(elapsed)
         self.stats.flushes += 1
@@ -385,15 +478,15 @@ class Service:
         derived: list[Record],
         findings: list[Finding],
         summaries: list[NightSummary],
+        ids: list[int],
     ) -> WriteResult:
         delay = 0.5
+        also = partial(
+            detector_store.store_findings, findings=findings, summaries=summaries, ids=ids
+        )
         while True:
             try:
-                return self._store.write(
-                    [h.decoded for h in held],
-                    derived,
-                    partial(detector_store.store_findings, findings=findings, summaries=summaries),
-                )
+                return self._store.write([h.decoded for h in held], derived, also)
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.stats.write_errors += 1
                 metrics.WRITE_ERRORS.inc()
@@ -451,6 +544,7 @@ class Service:
             self._registry_seen = version
         # Detector state lives on the event loop thread: hand the new settings over there.
         self._loop.call_soon_threadsafe(self.detectors.set_residents, configs)
+        self._loop.call_soon_threadsafe(self._emergencies.set_residents, configs)
         log.info("registry reloaded: %d devices", len(self._decoder.devices))
 
     async def _snapshot_loop(self) -> None:

@@ -492,9 +492,12 @@ def service_main() -> int:
     findings_written = [0]
 
     def store_findings(
-        cur: Cursor, findings: Sequence[Finding], summaries: Sequence[NightSummary]
+        cur: Cursor,
+        findings: Sequence[Finding],
+        summaries: Sequence[NightSummary],
+        ids: list[int] | None = None,
     ) -> None:
-        original_findings(cur, findings, summaries)
+        original_findings(cur, findings, summaries, ids)
         findings_written[0] += len(findings)
 
     def write(

@@ -2,10 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from detectors import snapshot
 from detectors.findings import Finding, FindingKind, Severity
-from detectors.settings import DetectorSettings
+from detectors.settings import DetectorSettings, ResidentConfig
 from detectors.state import ResidentState, WristbandState
 from ingest.records import DeviceEvent, DeviceId, EventType, ResidentId, WristbandSample
+
+EMERGENCIES = frozenset({EventType.SOS, EventType.SOS_CANCEL, EventType.FALL})
+
+
+class Emergencies:
+    """SOS presses, cancels and falls decided apart from the rest of detection, the moment
+    they are decoded, so that no other work (and no other process) stands before them.
+
+    Same rules as `step_event`, on a state of its own per resident (in memory: after a restart a
+    press delivered again is decided again, and the alert engine knows it for the same press).
+    """
+
+    def __init__(self) -> None:
+        self._residents: Mapping[ResidentId, ResidentConfig] = {}
+        self._states: dict[ResidentId, ResidentState] = {}
+
+    def set_residents(self, residents: Mapping[ResidentId, ResidentConfig]) -> None:
+        self._residents = residents
+
+    def restore(self, blob: bytes) -> None:
+        """The presses and falls a detector snapshot remembers (the worker sees every event
+        too): one delivered again after a restart is not decided twice."""
+        states = snapshot.loads(blob, ResidentState)
+        self._states = {ResidentId(rid): state for rid, state in states.items()}
+
+    def step(self, event: DeviceEvent) -> list[Finding]:
+        if event.type not in EMERGENCIES or event.resident_id is None:
+            return []
+        config = self._residents.get(event.resident_id)
+        settings = config.settings if config is not None else DetectorSettings()
+        state = self._states.setdefault(event.resident_id, ResidentState())
+        return step_event(state, state.band(event.device_id), event, settings)
 
 
 def step_event(

@@ -16,6 +16,7 @@ from ingest.records import (
     DeviceEvent,
     DeviceId,
     EpochMs,
+    EventType,
     MattressSample,
     Record,
     WaveBlock,
@@ -36,7 +37,11 @@ class Held:
     mid: int
     qos: int
     decoded: Decoded
+    session: int = 0  # which MQTT session delivered it (and acknowledges it)
 
+
+# Events decided where they are decoded, on the event loop, not behind other work.
+EMERGENCY_EVENTS = frozenset({EventType.SOS, EventType.SOS_CANCEL, EventType.FALL})
 
 # Channels whose QoS 0 messages are left unstored when too much waits to be stored, and at what
 # share of the limit: wave first, then telemetry; never events or status.
@@ -58,8 +63,12 @@ class Intake:
         flush_max_rows: int,
         max_held_qos0_bytes: int = 64_000_000,
         clock: Callable[[], EpochMs] = wall_ms,
+        events_session: int = 0,
     ) -> None:
+        """`events_session`: the session that brings the `event` channel on its own (0: none);
+        copies of events from the other sessions are acknowledged and left aside."""
         self.decoder = decoder
+        self._events_session = events_session
         self._loop = loop
         self._flush_max_rows = flush_max_rows
         self._max_held_qos0 = max_held_qos0_bytes
@@ -70,6 +79,8 @@ class Intake:
         self._held_rows = 0
         self._to_detect: deque[Decoded] = deque()
         self._detect_scheduled = False
+        self._emergencies: deque[DeviceEvent] = deque()
+        self.emergency_ready = asyncio.Event()
         self._closed = False
         self.flush_wanted = asyncio.Event()
         self.detect_ready = asyncio.Event()
@@ -83,10 +94,23 @@ class Intake:
             self._closed = True
 
     def on_message(
-        self, topic: bytes, payload: bytes, mid: int, qos: int, retain: bool, generation: int
+        self,
+        topic: bytes,
+        payload: bytes,
+        mid: int,
+        qos: int,
+        retain: bool,
+        generation: int,
+        session: int = 0,
     ) -> None:
         """Called on the MQTT thread for every message."""
         received = self._clock()
+        if session != self._events_session and self._events_session and topic.endswith(b"/event"):
+            # Its copy on the events' own session is the one taken; this one is only acked.
+            with self._lock:
+                if not self._closed:
+                    self._held.append(Held(generation, mid, qos, Decoded(received), session))
+            return
         decoded = self.decoder.decode(topic.decode("utf-8", "replace"), payload, received, retain)
         rows = len(decoded.records) + len(decoded.rejections)
         with self._lock:
@@ -110,7 +134,7 @@ class Intake:
                         self.shed_qos0,
                     )
             else:
-                self._held.append(Held(generation, mid, qos, decoded))
+                self._held.append(Held(generation, mid, qos, decoded, session))
                 self._held_rows += rows
             wake_flush = self._held_rows >= self._flush_max_rows
             self.received[decoded.channel or "unknown"] += 1
@@ -121,6 +145,18 @@ class Intake:
                 self._to_detect.append(decoded)
                 wake_detect = not self._detect_scheduled
                 self._detect_scheduled = True
+            emergencies = (
+                [
+                    r
+                    for r in decoded.records
+                    if type(r) is DeviceEvent and r.type in EMERGENCY_EVENTS
+                ]
+                if decoded.channel is Channel.EVENT
+                else []
+            )
+            self._emergencies.extend(emergencies)
+        if emergencies:
+            self._loop.call_soon_threadsafe(self.emergency_ready.set)
         if wake_flush:
             self._loop.call_soon_threadsafe(self.flush_wanted.set)
         if wake_detect:
@@ -131,6 +167,14 @@ class Intake:
             held, self._held, self._held_rows = self._held, [], 0
             self._held_qos0 = 0
         return held
+
+    def take_emergencies(self) -> list[DeviceEvent]:
+        """SOS presses, cancels and falls, in the order received (they are in take_to_detect
+        too: the detectors keep their state)."""
+        with self._lock:
+            events = list(self._emergencies)
+            self._emergencies.clear()
+        return events
 
     def take_to_detect(self) -> list[Decoded]:
         with self._lock:

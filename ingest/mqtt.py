@@ -6,7 +6,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -36,9 +36,23 @@ class MqttSession:
     redelivers unacknowledged messages there, and storage is idempotent).
     """
 
-    def __init__(self, settings: MqttSettings, on_message: MessageHandler) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        on_message: MessageHandler,
+        *,
+        client_id: str | None = None,
+        channels: Sequence[str] = ("#",),
+        user_suffix: str = "",
+    ) -> None:
+        """`channels`: what to subscribe to under the topic prefix (`+/event`, or `#`);
+        `user_suffix`: added to the user name of the URL, for a session of its own where the
+        broker takes the user name as the client id."""
         self._settings = settings
         self._on_message = on_message
+        self._user_suffix = user_suffix
+        self.client_id = client_id or settings.client_id
+        self._filters = [f"{settings.topic_prefix}/{c}" for c in channels]
         self._generation = 0
         self._lock = threading.Lock()
         self.connected = threading.Event()
@@ -52,14 +66,15 @@ class MqttSession:
         protocol = paho.MQTTv5 if s.protocol == 5 else paho.MQTTv311
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
+            client_id=self.client_id,
             protocol=protocol,
             clean_session=None if protocol == paho.MQTTv5 else False,
             manual_ack=True,
         )
         url = urlsplit(s.url)
         if url.username:
-            client.username_pw_set(unquote(url.username), unquote(url.password or ""))
+            user = unquote(url.username) + self._user_suffix
+            client.username_pw_set(user, unquote(url.password or ""))
         if url.scheme == "mqtts":
             client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, s.reconnect_max_s)))
@@ -123,11 +138,11 @@ class MqttSession:
             return
         with self._lock:
             self._generation += 1
-        prefix = self._settings.topic_prefix
-        if self._settings.protocol == 5:
-            client.subscribe(f"{prefix}/#", options=SubscribeOptions(qos=1, noLocal=True))
-        else:
-            client.subscribe(f"{prefix}/#", qos=1)
+        for topic in self._filters:
+            if self._settings.protocol == 5:
+                client.subscribe(topic, options=SubscribeOptions(qos=1, noLocal=True))
+            else:
+                client.subscribe(topic, qos=1)
         self.last_error = None
         self.connected.set()
         self.ever_connected.set()
@@ -136,7 +151,7 @@ class MqttSession:
             "MQTT connected to %s:%d as %s (session present: %s)",
             host,
             port,
-            self._settings.client_id,
+            self.client_id,
             flags.session_present,
         )
 

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 SERVICE_USER = "bedwatch"
+# The service's second session, for the event channel alone (its client id is its user name).
+EVENTS_USER = f"{SERVICE_USER}-events"
 SERVICE_PASSWORD_VAR = "BEDWATCH_MQTT_PASSWORD"
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # as in docs/protocol-v1.md
 # Mosquitto 2's own format: $7$ = PBKDF2-HMAC-SHA512. Its default of 101 rounds is kept on
@@ -92,8 +94,8 @@ def site_devices(path: Path) -> list[str]:
 def check_device_id(device_id: str) -> None:
     if not DEVICE_ID.fullmatch(device_id):
         raise CredentialsError(f"bad device id {device_id!r} (see docs/protocol-v1.md)")
-    if device_id == SERVICE_USER:
-        raise CredentialsError(f"{SERVICE_USER!r} is the service's user name, not a device id")
+    if device_id in (SERVICE_USER, EVENTS_USER):
+        raise CredentialsError(f"{device_id!r} is one of the service's user names, not a device id")
 
 
 def read_passwd(path: Path) -> dict[str, str]:
@@ -160,7 +162,8 @@ def sync(passwd: Path, site: Path, env_file: Path) -> dict[str, str]:
     """Make the password file match the site file; return the new devices' secrets."""
     devices = site_devices(site)
     old = read_passwd(passwd)
-    entries = {SERVICE_USER: hash_password(service_password(env_file))}
+    password = service_password(env_file)
+    entries = {SERVICE_USER: hash_password(password), EVENTS_USER: hash_password(password)}
     issued: dict[str, str] = {}
     for device_id in devices:
         if device_id in old:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -14,10 +17,14 @@ import psycopg
 import pytest
 
 from alerts.tokens import issue_token, revoke_tokens
+from bedwatch.detector_store import store_findings
 from bedwatch.migrate import migrate
 from bedwatch.service import Service, alerts_component
+from bedwatch.settings import Settings
 from bedwatch.site import parse_site
+from detectors.findings import Finding, FindingKind, Severity
 from ingest.intake import Intake
+from ingest.records import DeviceId, ResidentId
 from ingest.registry import store_site
 from tests.alerts.harness import contact, site
 from tests.alerts.receivers import HttpReceiver
@@ -105,6 +112,16 @@ def test_sos_press_to_receiver_then_api_ack_to_wristband(
     ]
 
 
+def one_contact(database_url: str, broker_url: str, prefix: str, http: HttpReceiver) -> Settings:
+    """Settings and a site of one resident whose care team is c-zhang, paged over HTTP."""
+    text = site([contact("c-zhang", "care_staff", [http.url("ok", "zhang")])], ["c-zhang"])
+    settings = settings_for(database_url, broker_url, prefix).replace("alerts", serve_http=False)
+    migrate(settings)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        store_site(conn, parse_site(text))
+    return settings
+
+
 def get_status(url: str) -> int:
     try:
         with urllib.request.urlopen(url, timeout=10) as page:
@@ -163,22 +180,19 @@ def test_an_sos_detected_at_the_stop_still_pages(
     """The stop detects what was taken, lets the alert engine take the findings, then stores
     and acknowledges: an SOS taken at the moment of a SIGTERM is paged, not just stored."""
     with HttpReceiver() as http:
-        text = site([contact("c-zhang", "care_staff", [http.url("ok", "zhang")])], ["c-zhang"])
-        settings = settings_for(database_url, broker_url, prefix)
-        settings = settings.replace("alerts", serve_http=False)
-        migrate(settings)
-        with psycopg.connect(database_url) as conn, conn.transaction():
-            store_site(conn, parse_site(text))
+        settings = one_contact(database_url, broker_url, prefix, http)
         component = alerts_component(settings)
         service = Service(settings, components=[component])
         taken = Intake.on_message
 
-        def stop_on_sos(intake: Intake, topic: bytes, payload: bytes, *rest: Any) -> None:
-            if b'"sos"' in payload:
+        def stop_on_sos(
+            intake: Intake, topic: bytes, payload: bytes, *rest: Any, **named: Any
+        ) -> None:
+            if b'"sos"' in payload and named.get("session"):  # the events' own session
                 # The stop is queued on the loop before the detect loop's wake-up: the SOS is
                 # taken but not yet detected when the stop begins.
                 service._loop.call_soon_threadsafe(service.stop)
-            taken(intake, topic, payload, *rest)
+            taken(intake, topic, payload, *rest, **named)
 
         monkeypatch.setattr(Intake, "on_message", stop_on_sos)
         thread = ServiceThread(service)
@@ -191,3 +205,57 @@ def test_an_sos_detected_at_the_stop_still_pages(
         assert len(http.got("zhang")) == 1
     assert query(database_url, "SELECT kind, state FROM alerts") == [("sos", "open")]
     assert query(database_url, "SELECT type FROM device_events") == [("sos",)]
+
+
+def test_a_finding_stored_but_not_handled_before_a_crash_is_paged_at_the_next_start(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    with HttpReceiver() as http:
+        settings = one_contact(database_url, broker_url, prefix, http)
+        now = int(time.time() * 1000)
+        press = Finding(
+            ResidentId("r-0101"),
+            FindingKind.SOS,
+            Severity.CRITICAL,
+            now - 2000,
+            now - 2000,
+            device_id=DeviceId("band-0101"),
+        )
+        late = replace(press, kind=FindingKind.FALL, late=True)  # about the past: pages nobody
+        with psycopg.connect(database_url) as conn, conn.transaction(), conn.cursor() as cur:
+            # Committed with its message, then the process died before the engine took it.
+            store_findings(cur, [press, late], [])
+        component = alerts_component(settings)
+        with ServiceThread(Service(settings, components=[component])):
+            wait_until(lambda: http.got("zhang"), 20)
+            wait_until(component.intake.idle_now, 10)
+        assert len(http.got("zhang")) == 1
+    assert query(database_url, "SELECT kind FROM alerts") == [("sos",)]
+    assert query(database_url, "SELECT kind FROM findings WHERE handled_at IS NULL") == []
+
+
+@pytest.mark.slow
+def test_an_sos_is_paged_while_the_detector_worker_hangs(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    """SOS and falls are decided where they are decoded: the worker is not in their path."""
+    with HttpReceiver() as http:
+        settings = one_contact(database_url, broker_url, prefix, http)
+        component = alerts_component(settings)
+        service = Service(settings, components=[component])
+        with ServiceThread(service):
+            wait_until(component.ready.is_set, 20)
+            worker = service.detectors.pid
+            assert worker is not None
+            os.kill(worker, signal.SIGSTOP)
+            try:
+                band = Device(broker_url, "band-0101", prefix)
+                pressed = time.perf_counter()
+                now = int(time.time() * 1000)
+                band.send("event", json.dumps({"seq": 1, "ts": now, "type": "fall"}))
+                wait_until(lambda: http.got("zhang"), 10, 0.01)
+                assert http.arrival_s["zhang"][0] - pressed < 1.0
+                band.close()
+            finally:
+                os.kill(worker, signal.SIGCONT)
+    assert query(database_url, "SELECT kind FROM findings WHERE NOT late") == [("fall",)]

@@ -9,6 +9,7 @@ from dataclasses import replace
 import psycopg
 
 from alerts.model import AlertId, ContactId, Via
+from bedwatch.detector_store import store_findings
 from bedwatch.site import parse_site
 from detectors.findings import Finding, FindingKind, Severity
 from ingest.records import DeviceId, ResidentId
@@ -548,3 +549,29 @@ def test_one_alert_failing_its_step_does_not_hold_up_the_others(
     assert escalated == [("r-0202",)]  # the doctor, for r-0202 only
     [(detail,)] = query(database_url, "SELECT detail FROM alert_audit WHERE action = 'step_failed'")
     assert detail["retry_in_s"] == 30
+
+
+def test_a_stored_finding_handed_over_twice_is_acted_on_once(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    settings = prepare(database_url, standard_site(http, smtp))
+    clock = FakeClock()
+    press = sos(DAY_MS)
+    ids: list[int] = []
+    with psycopg.connect(database_url) as conn, conn.transaction(), conn.cursor() as cur:
+        store_findings(cur, [press], [], ids)
+
+    async def scenario() -> list[AlertId | None]:
+        async with running(settings, clock) as (alerts, engine):
+            first = await engine.handle(press, ids[0])
+            again = await engine.handle(press, ids[0])  # taken up again after a crash
+            await alerts.sender.idle()
+            return [first, again]
+
+    first, again = asyncio.run(scenario())
+    assert first is not None
+    assert again is None
+    assert len(http.got("zhang")) == 1
+    assert len(smtp.to("wang@example.org")) == 1
+    assert query(database_url, "SELECT count FROM alerts") == [(1,)]
+    assert query(database_url, "SELECT handled_at IS NOT NULL FROM findings") == [(True,)]

@@ -18,7 +18,8 @@ def test_a_failed_finding_is_retried_before_anything_later_of_its_resident() -> 
     handled: list[tuple[str, str, bool]] = []
     failures = {("r-a", FindingKind.SOS, False): 2}  # the engine refuses it twice
 
-    async def handle(finding: Finding) -> None:
+    async def handle(item: tuple[int | None, Finding]) -> None:
+        finding = item[1]
         key = (finding.resident_id, finding.kind, finding.cleared)
         if failures.get(key, 0):
             failures[key] -= 1
@@ -28,10 +29,10 @@ def test_a_failed_finding_is_retried_before_anything_later_of_its_resident() -> 
     async def scenario() -> None:
         intake = FindingIntake(lanes=1, retry_s=0.05)
         runner = asyncio.create_task(intake.run(handle))
-        intake.put(found("r-a", FindingKind.SOS, 1))
-        intake.put(found("r-b", FindingKind.FALL, 2))
-        intake.put(found("r-a", FindingKind.SOS, 3, cleared=True))  # sos_cancel
-        intake.put(found("r-b", FindingKind.FALL, 4, cleared=True))
+        intake.put((None, found("r-a", FindingKind.SOS, 1)))
+        intake.put((None, found("r-b", FindingKind.FALL, 2)))
+        intake.put((None, found("r-a", FindingKind.SOS, 3, cleared=True)))  # sos_cancel
+        intake.put((None, found("r-b", FindingKind.FALL, 4, cleared=True)))
         await asyncio.wait_for(intake.idle(), 5)  # handled, or parked for a retry
         assert len(handled) == 2  # r-b's two; r-a's wait for its first to go through
         for _ in range(100):

@@ -327,3 +327,27 @@ def publish_bare(broker: Broker, device_id: str, topic: str, payloads: list[byte
         for payload in payloads:
             sock.sendall(packet(0x30, text(topic) + payload))
         sock.sendall(packet(0xE0, b""))  # DISCONNECT
+
+
+def test_the_services_events_session_reads_events_alone_beside_its_main_one(
+    broker: Broker, connect: Connect
+) -> None:
+    main = connect("bedwatch", SERVICE_PASSWORD)
+    events = connect("bedwatch-events", SERVICE_PASSWORD)
+    assert main.connected
+    assert events.connected
+    [granted] = events.subscribe("bedwatch/v1/+/event")
+    assert not granted.is_failure
+    main.subscribe("bedwatch/v1/#")
+    band = connect("band-1", broker.secrets["band-1"])
+    press = marker()
+    band.publish("bedwatch/v1/band-1/event", press)
+    wait_until(lambda: events.received("bedwatch/v1/band-1/event", press), 10)
+    wait_until(lambda: main.received("bedwatch/v1/band-1/event", press), 10)
+    assert not main.disconnected.is_set()  # two sessions of the service, neither taken over
+    events.subscribe("bedwatch/v1/+/telemetry")  # granted or not, nothing may arrive
+    telemetry = marker()
+    device = connect("mat-1", broker.secrets["mat-1"])
+    device.publish("bedwatch/v1/mat-1/telemetry", telemetry)
+    wait_until(lambda: main.received("bedwatch/v1/mat-1/telemetry", telemetry), 10)
+    assert not events.received("bedwatch/v1/mat-1/telemetry", telemetry)

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Sequence
 
 import psycopg
 
@@ -72,6 +73,9 @@ class Recorder:
 
     def on_finding(self, finding: Finding) -> None:
         self.seen.append(finding)
+
+    def on_stored(self, findings: Sequence[tuple[int, Finding]]) -> None:
+        pass
 
     async def run(self, host: Host) -> None:
         await asyncio.Event().wait()
