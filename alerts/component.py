@@ -54,9 +54,14 @@ class Alerts:
         self.clock = clock
         self._send_command = send_command
         a = settings
-        self._notifier = notifier or AppriseNotifier(
-            timeout_s=a.delivery_timeout_s, max_parallel=a.max_parallel_deliveries
-        )
+        self._own_notifier: AppriseNotifier | None = None
+        if notifier is None:
+            notifier = self._own_notifier = AppriseNotifier(
+                timeout_s=a.delivery_timeout_s,
+                max_parallel=a.max_parallel_deliveries,
+                max_critical=a.max_parallel_critical,
+            )
+        self._notifier = notifier
         self.pool: AsyncConnectionPool[store.AsyncConn] = AsyncConnectionPool(
             database_url, min_size=2, max_size=4 + SHARDS, open=False
         )
@@ -67,6 +72,7 @@ class Alerts:
             self.current,
             clock=clock,
             workers=a.max_parallel_deliveries,
+            critical_workers=a.max_parallel_critical,
         )
         self.engine: Engine | None = None
         self.links: Links | None = None
@@ -94,6 +100,8 @@ class Alerts:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pool.close()
+        if self._own_notifier is not None:
+            self._own_notifier.close()
 
     async def _link_secret(self, conn: store.AsyncConn) -> bytes:
         if self.settings.link_secret:

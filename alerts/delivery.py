@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -48,6 +47,7 @@ class Sender:
         *,
         clock: Callable[[], int],
         workers: int,
+        critical_workers: int = 8,
         rng: random.Random | None = None,
     ) -> None:
         self._pool = pool
@@ -55,11 +55,12 @@ class Sender:
         self._current = current
         self._clock = clock
         self._workers = workers
+        self._critical_workers = critical_workers
         self._rng = rng or random.Random()
-        # Critical first, then in order of submission: with every worker busy, an SOS is the
-        # next thing sent, however many reminders were queued before it.
-        self._queue: asyncio.PriorityQueue[tuple[bool, int, Outgoing]] = asyncio.PriorityQueue()
-        self._submitted = itertools.count()
+        # Critical sends have workers of their own: however many other messages are queued or
+        # held by channels that do not answer, an SOS or a fall goes out at once.
+        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._critical: asyncio.Queue[Outgoing] = asyncio.Queue()
         # Results the database could not take when they came: kept here, recorded by one task
         # that tries again, while the workers go on sending.
         self._unrecorded: asyncio.Queue[tuple[Outgoing, Delivery]] = asyncio.Queue()
@@ -68,22 +69,25 @@ class Sender:
 
     def submit(self, rows: Iterable[Outgoing]) -> None:
         for row in rows:
-            self._queue.put_nowait((not row.critical, next(self._submitted), row))
+            (self._critical if row.critical else self._queue).put_nowait(row)
 
     async def idle(self) -> None:
         """Until every submitted row has been tried and recorded (for tests and draining)."""
+        await self._critical.join()
         await self._queue.join()
         await self._unrecorded.join()
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tasks:
+            for i in range(self._critical_workers):
+                tasks.create_task(self._send_loop(self._critical), name=f"critical_send_loop_{i}")
             for i in range(self._workers):
-                tasks.create_task(self._send_loop(), name=f"send_loop_{i}")
+                tasks.create_task(self._send_loop(self._queue), name=f"send_loop_{i}")
             tasks.create_task(self._record_loop(), name="record_loop")
 
-    async def _send_loop(self) -> None:
+    async def _send_loop(self, queue: asyncio.Queue[Outgoing]) -> None:
         while True:
-            _, _, row = await self._queue.get()
+            row = await queue.get()
             try:
                 await self._send(row)
             except Exception:
@@ -91,7 +95,7 @@ class Sender:
                 # plans it again as interrupted.
                 log.exception("notification %s: result not recorded", row.id)
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def _send(self, row: Outgoing) -> None:
         if row.alert_id is not None and not await self._still_open(row):
@@ -102,7 +106,7 @@ class Sender:
         else:
             alert_metrics.handing_over(row.alert_id)
             delivery = await self._notifier.send(
-                contact.channels[row.channel_index], row.title, row.body
+                contact.channels[row.channel_index], row.title, row.body, critical=row.critical
             )
         alert_metrics.attempt_done(row.alert_id, delivery)
         if delivery.ok:

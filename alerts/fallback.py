@@ -128,7 +128,7 @@ class EmergencyFallback:
         )
         message = render(alert, resident, contact, self._console_url, self._clock(), reminder=False)
         for url in contact.channels:
-            delivery = await self._notifier.send(url, message.title, message.body)
+            delivery = await self._notifier.send(url, message.title, message.body, critical=True)
             if delivery.ok:
                 return True
             log.warning("direct page to %s failed: %s", contact.id, delivery.error)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -28,6 +30,11 @@ def _load_plugins() -> None:
 
 _load_plugins()
 
+# Each send on the thread that asks for it (ours), timed by us: with async_mode or a service
+# timeout, apprise would hand it to its own process-wide pool of a few threads, which a few
+# hung webhooks fill.
+_ASSET = apprise.AppriseAsset(async_mode=False, service_timeout=0)
+
 # Query parameters that carry secrets in apprise URLs (tokens, keys, passwords).
 _SECRET_PARAMS = re.compile(r"(?i)(pass|secret|token|key|auth|sig|pwd|apikey)")
 
@@ -43,39 +50,62 @@ class Delivery:
 
 
 class Notifier(Protocol):
-    async def send(self, url: str, title: str, body: str) -> Delivery: ...
+    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
+        """One attempt; `critical` sends have capacity of their own."""
+        ...
+
+
+# Threads per send slot: a send given up at its time limit may still hold its thread until the
+# plugin's own socket timeouts end it (connect, then read: up to twice the limit), and that
+# must never leave a new send without a thread.
+THREADS_PER_SLOT = 3
 
 
 class AppriseNotifier:
-    """apprise's async_notify under a timeout and a concurrency limit.
+    """apprise's synchronous notify on threads of this notifier's own, under a hard time limit
+    and a concurrency limit, with separate slots and threads for critical sends.
 
-    A fresh apprise object per attempt: plugins keep throttle state and are not thread-safe,
-    and building one costs well under a millisecond.
+    Not apprise's async_notify: that runs on the event loop's shared default executor (six
+    threads on two cores), where a few hung webhooks would hold up every other page, and the
+    service's own work on threads too. A fresh apprise object per attempt: plugins keep
+    throttle state and are not thread-safe, and building one costs well under a millisecond.
     """
 
-    def __init__(self, *, timeout_s: float, max_parallel: int) -> None:
+    def __init__(self, *, timeout_s: float, max_parallel: int, max_critical: int = 8) -> None:
         self._timeout_s = timeout_s
-        self._limit = asyncio.Semaphore(max_parallel)
+        self._slots = {
+            False: asyncio.Semaphore(max_parallel),
+            True: asyncio.Semaphore(max_critical),
+        }
+        self._threads = {
+            False: ThreadPoolExecutor(max_parallel * THREADS_PER_SLOT, "notify"),
+            True: ThreadPoolExecutor(max_critical * THREADS_PER_SLOT, "notify-critical"),
+        }
 
-    async def send(self, url: str, title: str, body: str) -> Delivery:
+    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
         started = time.perf_counter()
-        target = apprise.Apprise()
+        target = apprise.Apprise(asset=_ASSET)
         if not target.add(url):
             return Delivery(False, 0.0, f"not a usable apprise URL: {redact(url)}", False)
         _untangle(target[0], self._timeout_s)
-        async with self._limit:
+        notify = functools.partial(target.notify, body=body, title=title)
+        loop = asyncio.get_running_loop()
+        async with self._slots[critical]:
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    result = await target.async_notify(
-                        body=body, title=title, timeout=self._timeout_s
-                    )
+                    result = await loop.run_in_executor(self._threads[critical], notify)
             except TimeoutError:
+                # The slot is free again now; the thread ends with the plugin's socket timeout.
                 return Delivery(False, _ms(started), f"no answer within {self._timeout_s:g} s")
             except Exception as exc:  # a plugin bug is a failed delivery, not a crash
                 return Delivery(False, _ms(started), f"{type(exc).__name__}: {exc}")
         if result:
             return Delivery(True, _ms(started))
         return Delivery(False, _ms(started), _why(result))
+
+    def close(self) -> None:
+        for pool in self._threads.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _untangle(plugin: Any, timeout_s: float) -> None:

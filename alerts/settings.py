@@ -16,6 +16,7 @@ class AlertsSettings:
     link_ttl_s: int = 24 * 3600
     delivery_timeout_s: float = 10.0  # one attempt on one channel, whatever the channel does
     max_parallel_deliveries: int = 16
+    max_parallel_critical: int = 8  # for SOS, falls and other critical alerts, on top of those
     scheduler_interval_s: float = 0.25  # how often escalations, reminders and retries are looked at
     serve_http: bool = True  # the acknowledge API on http.addr
 
@@ -29,4 +30,5 @@ class AlertsSettings:
         in_range("alerts.link_ttl_s", self.link_ttl_s, 60, 30 * 86_400)
         in_range("alerts.delivery_timeout_s", self.delivery_timeout_s, 0.1, 300)
         in_range("alerts.max_parallel_deliveries", self.max_parallel_deliveries, 1, 256)
+        in_range("alerts.max_parallel_critical", self.max_parallel_critical, 1, 256)
         in_range("alerts.scheduler_interval_s", self.scheduler_interval_s, 0.01, 60)

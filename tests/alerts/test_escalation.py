@@ -390,7 +390,8 @@ def test_a_new_sos_on_an_acknowledged_alert_pages_again_but_a_repeat_does_not(
 def test_an_ack_cancels_messages_still_waiting_for_a_sender(
     database_url: str, http: HttpReceiver, smtp: SmtpReceiver
 ) -> None:
-    # One sender, held by a hanging channel: the other contacts' messages wait in its queue.
+    # One sender for what is not critical, held by a hanging channel: the other contacts'
+    # messages wait in its queue.
     text = site(
         [
             contact("c-hang", "care_staff", [http.url("hang", "hang")]),
@@ -404,7 +405,9 @@ def test_an_ack_cancels_messages_still_waiting_for_a_sender(
 
     async def scenario() -> None:
         async with running(settings, clock) as (alerts, engine):
-            alert = await engine.handle(sos(DAY_MS))
+            alert = await engine.handle(
+                finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=138)
+            )
             assert alert is not None
             await asyncio.sleep(0.3)  # the sender is stuck on the hanging channel
             await engine.acknowledge(alert, ContactId("c-hang"), Via.API)
@@ -575,3 +578,31 @@ def test_a_stored_finding_handed_over_twice_is_acted_on_once(
     assert len(smtp.to("wang@example.org")) == 1
     assert query(database_url, "SELECT count FROM alerts") == [(1,)]
     assert query(database_url, "SELECT handled_at IS NOT NULL FROM findings") == [(True,)]
+
+
+def test_channels_that_hang_never_delay_the_page_to_one_that_works(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    hung = [f"c-hang{i}" for i in range(6)]
+    text = site(
+        [contact(c, "care_staff", [http.url("hang", c)]) for c in hung]
+        + [contact("c-zhang", "care_staff", [http.url("ok", "zhang")])],
+        [*hung, "c-zhang"],
+    )
+    # One general sender and a 3 s limit per attempt: before critical sends had workers and
+    # threads of their own, the page to c-zhang waited behind the hung ones.
+    settings = prepare(database_url, text, delivery_timeout_s=3.0, max_parallel_deliveries=1)
+    clock = FakeClock()
+
+    async def scenario() -> float:
+        async with running(settings, clock) as (alerts, engine):
+            # Things to do for the general sender meanwhile: a heart rate alert to the same team.
+            await engine.handle(finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=138))
+            await asyncio.sleep(0.1)
+            started = time.perf_counter()
+            await engine.handle(replace(sos(DAY_MS + 1000), resident_id=ResidentId("r-0101")))
+            while not [m for m in http.got("zhang") if "SOS" in m["title"]]:
+                await asyncio.sleep(0.01)
+            return time.perf_counter() - started
+
+    assert asyncio.run(scenario()) < 2.0
