@@ -595,7 +595,7 @@ def test_channels_that_hang_never_delay_the_page_to_one_that_works(
     clock = FakeClock()
 
     async def scenario() -> float:
-        async with running(settings, clock) as (alerts, engine):
+        async with running(settings, clock) as (_alerts, engine):
             # Things to do for the general sender meanwhile: a heart rate alert to the same team.
             await engine.handle(finding(FindingKind.HEART_RATE, Severity.HIGH, DAY_MS, hr=138))
             await asyncio.sleep(0.1)
