@@ -26,7 +26,7 @@ from tests.alerts.harness import (
     step,
 )
 from tests.alerts.receivers import HttpReceiver, SmtpReceiver
-from tests.support import query
+from tests.support import query, wait_until
 
 TEAM = ["c-zhang", "f-wang", "d-li", "e-centre"]
 
@@ -601,8 +601,8 @@ def test_channels_that_hang_never_delay_the_page_to_one_that_works(
             await asyncio.sleep(0.1)
             started = time.perf_counter()
             await engine.handle(replace(sos(DAY_MS + 1000), resident_id=ResidentId("r-0101")))
-            while not [m for m in http.got("zhang") if "SOS" in m["title"]]:
-                await asyncio.sleep(0.01)
+            paged = lambda: [m for m in http.got("zhang") if "SOS" in m["title"]]  # noqa: E731
+            await asyncio.to_thread(wait_until, paged, 10, 0.01)
             return time.perf_counter() - started
 
     assert asyncio.run(scenario()) < 2.0
