@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import math
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -33,8 +35,9 @@ STATUS = {
     Outcome.FORBIDDEN: 403,
 }
 HEALTH_DB_TIMEOUT_S = 2.0
+PROBE_EVERY_S = 2.0
 # token_digest: tokens.py issues with it
-__all__ = ["database_up", "make_routes", "refresh_counts", "token_digest"]
+__all__ = ["DatabaseProbe", "make_routes", "token_digest"]
 
 
 async def contact_for_token(pool: AsyncConnectionPool[AsyncConn], token: str) -> ContactId | None:
@@ -112,24 +115,46 @@ def make_routes(
     return routes + (console.routes() if console else [])
 
 
-async def database_up(pool: AsyncConnectionPool[AsyncConn]) -> bool:
-    """For /health: the alert engine's database answers within HEALTH_DB_TIMEOUT_S."""
-    try:
-        async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), pool.connection() as conn:
-            await conn.execute("SELECT 1")
-    except Exception:
-        return False
-    return True
+class DatabaseProbe:
+    """What /health and /metrics ask of the database, asked at most every `every_s` however
+    often they are scraped (they need no login), on the web's own pool."""
 
+    def __init__(self, pool: AsyncConnectionPool[AsyncConn], *, every_s: float = PROBE_EVERY_S):
+        self._pool = pool
+        self._every_s = every_s
+        self._lock = asyncio.Lock()
+        self._up = False
+        self._up_at = -math.inf
+        self._counted_at = -math.inf
 
-async def refresh_counts(pool: AsyncConnectionPool[AsyncConn]) -> None:
-    """For /metrics: count open alerts now. On failure the other series are still worth having;
-    the alert counts keep their last value."""
-    try:
-        async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), pool.connection() as conn:
-            await ALERT_COUNTS.refresh(conn)
-    except Exception as exc:
-        log.warning("alert counts not refreshed for /metrics: %s", exc)
+    async def up(self) -> bool:
+        """The database answered within HEALTH_DB_TIMEOUT_S, at the last look."""
+        async with self._lock:
+            if time.monotonic() - self._up_at >= self._every_s:
+                self._up = await self._select_one()
+                self._up_at = time.monotonic()
+            return self._up
+
+    async def refresh_counts(self) -> None:
+        """Count open alerts for /metrics. On failure the other series are still worth having;
+        the alert counts keep their last value."""
+        async with self._lock:
+            if time.monotonic() - self._counted_at < self._every_s:
+                return
+            self._counted_at = time.monotonic()
+            try:
+                async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), self._pool.connection() as conn:
+                    await ALERT_COUNTS.refresh(conn)
+            except Exception as exc:
+                log.warning("alert counts not refreshed for /metrics: %s", exc)
+
+    async def _select_one(self) -> bool:
+        try:
+            async with asyncio.timeout(HEALTH_DB_TIMEOUT_S), self._pool.connection() as conn:
+                await conn.execute("SELECT 1")
+        except Exception:
+            return False
+        return True
 
 
 _ZH = {"ack": "确认", "resolve": "处理"}

@@ -8,12 +8,11 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
 
 from alerts import store
-from alerts.api import database_up, make_routes, refresh_counts
+from alerts.api import DatabaseProbe, make_routes
 from alerts.console import Changes, Console, Sessions
 from alerts.delivery import Current, Sender
 from alerts.digest import DigestLoop
@@ -36,6 +35,7 @@ REGISTRY_EVERY_S = 5.0
 RESTART_MAX_S = 30.0
 FALLBACK_CHECK_S = 0.25
 TAKE_UP_BATCH = 1000
+WEB_CONNECTIONS = 4  # the console, the ack API and links, /health and /metrics
 
 
 class Alerts:
@@ -62,6 +62,7 @@ class Alerts:
                 max_critical=a.max_parallel_critical,
             )
         self._notifier = notifier
+        self.database_url = database_url
         self.pool: AsyncConnectionPool[store.AsyncConn] = AsyncConnectionPool(
             database_url, min_size=2, max_size=4 + SHARDS, open=False
         )
@@ -150,13 +151,20 @@ class Alerts:
         assert self.links is not None
         async with self.pool.connection() as conn:
             secret = await self._link_secret(conn)
-        changes = Changes(self.pool)
+        # The web has connections of its own: a crowd of console sessions or scrapes cannot
+        # take the ones the engine and the senders need to page.
+        pool: AsyncConnectionPool[store.AsyncConn] = AsyncConnectionPool(
+            self.database_url, min_size=1, max_size=WEB_CONNECTIONS, open=False
+        )
+        await pool.open(wait=False)
+        changes = Changes(pool)
         https = self.settings.public_url.startswith("https:")
-        console = Console(self.engine, self.pool, Sessions(secret), changes, secure_cookies=https)
+        console = Console(self.engine, pool, Sessions(secret), changes, secure_cookies=https)
+        probe = DatabaseProbe(pool)
         web = Web(
-            routes=make_routes(self.engine, self.links, self.pool, console=console),
-            database_up=partial(database_up, self.pool),
-            before_scrape=partial(refresh_counts, self.pool),
+            routes=make_routes(self.engine, self.links, pool, console=console),
+            database_up=probe.up,
+            before_scrape=probe.refresh_counts,
             closing=changes.close,  # open event streams end, so stopping does not wait on them
         )
         poller = asyncio.create_task(changes.run(), name="console_changes_loop")
@@ -166,6 +174,7 @@ class Alerts:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            await pool.close()
 
 
 class AlertsComponent:

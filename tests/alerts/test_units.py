@@ -126,3 +126,38 @@ def test_the_registry_refuses_a_site_file_with_a_bad_alerts_table() -> None:
     assert parse_site("[alerts.quiet_hours]\nenabled = false\n").extra["alerts"] == {
         "quiet_hours": {"enabled": False}
     }
+
+
+def test_health_and_metrics_ask_the_database_at_most_every_two_seconds() -> None:
+    import asyncio
+    import contextlib
+    from collections.abc import AsyncIterator
+    from typing import Any, cast
+
+    from alerts.api import DatabaseProbe
+
+    asked: list[str] = []
+
+    class Conn:
+        async def execute(self, statement: str, *args: Any) -> Any:
+            asked.append(statement.split(maxsplit=1)[0])
+
+            class Cursor:
+                async def fetchall(self) -> list[tuple[Any, ...]]:
+                    return []
+
+            return Cursor()
+
+    class Pool:
+        @contextlib.asynccontextmanager
+        async def connection(self) -> AsyncIterator[Conn]:
+            yield Conn()
+
+    async def scrape_a_lot() -> None:
+        probe = DatabaseProbe(cast(Any, Pool()), every_s=2.0)
+        results = await asyncio.gather(*(probe.up() for _ in range(50)))
+        assert all(results)
+        await asyncio.gather(*(probe.refresh_counts() for _ in range(50)))
+
+    asyncio.run(scrape_a_lot())
+    assert asked == ["SELECT", "SELECT"]  # SELECT 1, then the count of open alerts

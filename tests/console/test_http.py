@@ -60,7 +60,14 @@ def test_metrics_after_an_sos_and_its_delivery(
         wait_until(lambda: query(database_url, recorded))
         # The event is stored (and its batch timed) on its own path, beside the alert's.
         wait_until(lambda: run.service.stats.acked > acked)
-        after = scrape(run.base)
+        # Alert counts come from the database at most every 2 s, however often it is scraped.
+        open_sos = {"kind": "sos", "severity": "critical", "state": "open"}
+
+        def counted() -> Samples | None:
+            samples = scrape(run.base)
+            return samples if value(samples, "bedwatch_alerts", **open_sos) else None
+
+        after = wait_until(counted, 5, 0.25)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
