@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ from alerts import metrics as alert_metrics
 from alerts import store
 from alerts.config import AlertConfig, default_config
 from alerts.directory import Directory
-from alerts.model import AlertId, Outgoing, Reason, Result, Via
+from alerts.model import AlertId, ContactId, Outgoing, Reason, Result, Via
 from alerts.notifier import Delivery, Notifier, redact
 from alerts.routing import backoff_s
 
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT_S = 5.0
 RECORD_RETRY_FIRST_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
+# Attempts on one channel (a contact's URL) at once: one that hangs holds no more workers.
+PER_CHANNEL = 2
 
 
 @dataclass(slots=True)
@@ -37,7 +40,8 @@ class Current:
 
 
 class Sender:
-    """A fixed set of workers, so one hanging channel holds one worker, never the others."""
+    """Fixed sets of workers (critical ones apart), and at most PER_CHANNEL attempts on one
+    channel at once, so channels that hang hold a few workers, never all of them."""
 
     def __init__(
         self,
@@ -61,6 +65,9 @@ class Sender:
         # held by channels that do not answer, an SOS or a fall goes out at once.
         self._queue: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._critical: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._busy: dict[tuple[ContactId, int], int] = {}  # sends in progress, by channel
+        self._waiting: dict[tuple[ContactId, int], deque[tuple[asyncio.Queue[Outgoing], Outgoing]]]
+        self._waiting = {}
         # Results the database could not take when they came: kept here, recorded by one task
         # that tries again, while the workers go on sending.
         self._unrecorded: asyncio.Queue[tuple[Outgoing, Delivery]] = asyncio.Queue()
@@ -88,6 +95,13 @@ class Sender:
     async def _send_loop(self, queue: asyncio.Queue[Outgoing]) -> None:
         while True:
             row = await queue.get()
+            channel = (row.contact_id, row.channel_index)
+            if self._busy.get(channel, 0) >= PER_CHANNEL:
+                # Set aside without holding a worker: a channel that does not answer takes at
+                # most PER_CHANNEL workers, and every other contact's page goes on.
+                self._waiting.setdefault(channel, deque()).append((queue, row))
+                continue  # its task_done comes when it goes back into its queue
+            self._busy[channel] = self._busy.get(channel, 0) + 1
             try:
                 await self._send(row)
             except Exception:
@@ -95,7 +109,20 @@ class Sender:
                 # plans it again as interrupted.
                 log.exception("notification %s: result not recorded", row.id)
             finally:
+                self._channel_free(channel)
                 queue.task_done()
+
+    def _channel_free(self, channel: tuple[ContactId, int]) -> None:
+        self._busy[channel] -= 1
+        if not self._busy[channel]:
+            del self._busy[channel]
+        waiting = self._waiting.get(channel)
+        if waiting:
+            queue, row = waiting.popleft()
+            if not waiting:
+                del self._waiting[channel]
+            queue.put_nowait(row)
+            queue.task_done()  # for the take that set it aside
 
     async def _send(self, row: Outgoing) -> None:
         if row.alert_id is not None and not await self._still_open(row):

@@ -1,17 +1,26 @@
 """Benchmark: an SOS press, as firmware sends it, to the first alert in a receiver's hands.
 
 A private Mosquitto, a fresh database, the service with the alerts component, and a local HTTP
-receiver (apprise json://) run here; `bedwatch sim` streams --beds simulated beds (pad + band) in a
-process of its own. Once the fleet plays, --presses SOS events are published, each from its own
-wristband (one resident each, so each opens an alert), at --rate presses a second. The delay is
-from just before the publish to the receiver's arrival of that resident's first message.
+receiver (apprise json://) run here. The delay is from just before the publish to the receiver's
+arrival of that resident's first message. Cases (--case, default all):
 
-    uv run python bench/sos_latency.py [--beds 1000] [--presses 200] [--rate 5]
+- streaming: `bedwatch sim` streams --beds simulated beds (pad + band) in a process of its own;
+  once the fleet plays, --presses SOS events are published, each from its own wristband (one
+  resident each, so each opens an alert), at --rate presses a second.
+- first: the first press after a start, the moment the service says it is ready (--starts
+  starts, a fresh service each time).
+- backlog: the service is stopped, --backlog telemetry messages (10 samples each) queue for it at
+  the broker, it starts, and 3 s later the presses begin while it works through them.
+- hung: every resident's care team has --hung channels that never answer (a 10 s limit an
+  attempt) before the one that works; the delay is to the one that works.
+
+    uv run python bench/sos_latency.py [--case all] [--beds 1000] [--presses 200] [--rate 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -22,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -54,41 +63,152 @@ ROOM = re.compile(r"(?:哪里：|Where: )(\S+ \S+)")
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument(
+        "--case", choices=["all", "streaming", "first", "backlog", "hung"], default="all"
+    )
     p.add_argument("--beds", type=int, default=1000)
     p.add_argument("--presses", type=int, default=200)
     p.add_argument("--rate", type=float, default=5.0, help="presses a second")
+    p.add_argument("--starts", type=int, default=10, help="first: how many starts")
+    p.add_argument("--backlog", type=int, default=100_000, help="backlog: messages queued")
+    p.add_argument("--hung", type=int, default=3, help="hung: channels that never answer")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
+    cases = ["streaming", "first", "backlog", "hung"] if args.case == "all" else [args.case]
+    for case in cases:
+        _report(case, args, *CASES[case](args))
+    return 0
+
+
+class Ward:
+    """A private broker, a fresh database with a site, a receiver; the service on demand."""
+
+    def __init__(
+        self, stack: contextlib.ExitStack, residents: Sequence[Devices], hung: int = 0
+    ) -> None:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        self.tmp = tmp
+        db = stack.enter_context(fresh_database())
+        self.http = stack.enter_context(HttpReceiver())
+        self.broker = Mosquitto(tmp / "mosquitto")
+        self.broker.start()
+        stack.callback(self.broker.stop)
+        self.prefix = f"bench/{uuid.uuid4().hex[:10]}/bedwatch/v1"
+        settings = settings_for(db, self.broker.url, self.prefix)
+        self.settings = settings.replace("http", addr=f"127.0.0.1:{free_port()}")
+        migrate(self.settings)
+        text = site_toml(tuple(residents), self.http.url("ok", "hook"))
+        if hung:
+            # Care staff whose channels never answer, first on every care team.
+            ids = [f"c-hang{i}" for i in range(hung)]
+            for i, cid in enumerate(ids):
+                text += (
+                    f'\n[[contacts]]\nid = "{cid}"\nname = "hung {i}"\nrole = "care_staff"\n'
+                    f'channels = ["{self.http.url("hang", cid)}"]\n'
+                )
+            team = ", ".join(f'"{c}"' for c in ids)
+            text = text.replace("care_team = [", f"care_team = [{team}, ")
+        with psycopg.connect(db) as conn, conn.transaction():
+            store_site(conn, parse_site(text))
+
+    @contextlib.contextmanager
+    def service(self) -> Iterator[Service]:
+        component = alerts_component(self.settings)
+        service = Service(self.settings, components=[component])
+        with ServiceThread(service):
+            wait_until(component.ready.is_set, 30)
+            yield service
+
+
+def _streaming(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], str]:
     fleet = residents_of(args.beds)
     pressers = residents_of(args.presses, first=FIRST_SOS)
-    rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp, fresh_database() as db, HttpReceiver() as http:
-        broker = Mosquitto(Path(tmp) / "mosquitto")
-        broker.start()
-        try:
-            prefix = f"bench/{uuid.uuid4().hex[:10]}/bedwatch/v1"
-            settings = settings_for(db, broker.url, prefix)
-            port = free_port()
-            settings = settings.replace("http", addr=f"127.0.0.1:{port}")
-            migrate(settings)
-            with psycopg.connect(db) as conn, conn.transaction():
-                text = site_toml(fleet + pressers, http.url("ok", "hook"))
-                store_site(conn, parse_site(text))
-            component = alerts_component(settings)
-            with ServiceThread(Service(settings, components=[component])):
-                wait_until(component.ready.is_set, 30)
-                sim = _start_fleet(args.beds, broker.url, prefix, Path(tmp))
-                try:
-                    _wait_for_fleet(sim, args.beds)
-                    sent = _press(broker.port, prefix, pressers, args.rate, rng)
-                    arrived = _arrivals(http, sent)
-                finally:
-                    sim.terminate()
-                    sim.wait(30)
-        finally:
-            broker.stop()
-    _report(args, sent, arrived)
-    return 0
+    with contextlib.ExitStack() as stack:
+        ward = Ward(stack, fleet + pressers)
+        with ward.service():
+            sim = _start_fleet(args.beds, ward.broker.url, ward.prefix, ward.tmp)
+            try:
+                _wait_for_fleet(sim, args.beds)
+                sent = _press(ward.broker.port, ward.prefix, pressers, args.rate, args.seed)
+                arrived = _arrivals(ward.http, sent)
+            finally:
+                sim.terminate()
+                sim.wait(30)
+    return sent, arrived, f"{args.beds} beds streaming, {len(sent)} presses at ~{args.rate:g}/s"
+
+
+def _first(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], str]:
+    pressers = residents_of(args.starts, first=FIRST_SOS)
+    sent: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        ward = Ward(stack, pressers)
+        for presser in pressers:
+            with ward.service():
+                one = _press(ward.broker.port, ward.prefix, [presser], 1000.0, args.seed)
+                sent |= one
+                arrived |= _arrivals(ward.http, one)
+    return sent, arrived, f"the first press after each of {len(sent)} starts"
+
+
+def _backlog(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], str]:
+    fleet = residents_of(20)
+    pressers = residents_of(args.presses, first=FIRST_SOS)
+    with contextlib.ExitStack() as stack:
+        ward = Ward(stack, fleet + pressers)
+        with ward.service():
+            pass  # the sessions exist at the broker: what comes now is queued for them
+        _queue_telemetry(ward.broker.port, ward.prefix, fleet, args.backlog)
+        with ward.service() as service:
+            time.sleep(3.0)
+            held = service.intake.held_count if service.intake is not None else 0
+            sent = _press(ward.broker.port, ward.prefix, pressers, args.rate, args.seed)
+            arrived = _arrivals(ward.http, sent)
+            stored = service.stats.acked
+    what = (
+        f"{args.backlog:,} telemetry messages queued at the start ({held:,} held 3 s in,"
+        f" {stored:,} acknowledged by the last page), {len(sent)} presses at ~{args.rate:g}/s"
+    )
+    return sent, arrived, what
+
+
+def _hung(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], str]:
+    pressers = residents_of(args.presses, first=FIRST_SOS)
+    with contextlib.ExitStack() as stack:
+        ward = Ward(stack, pressers, hung=args.hung)
+        with ward.service():
+            sent = _press(ward.broker.port, ward.prefix, pressers, args.rate, args.seed)
+            arrived = _arrivals(ward.http, sent, timeout_s=60)
+    return sent, arrived, f"{args.hung} hung channels before the working one, {len(sent)} presses"
+
+
+CASES = {"streaming": _streaming, "first": _first, "backlog": _backlog, "hung": _hung}
+
+
+def _queue_telemetry(port: int, prefix: str, fleet: Sequence[Devices], messages: int) -> None:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-tm-{uuid.uuid4().hex[:6]}")
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    start = int(time.time() * 1000) - messages * 10 // len(fleet) * 1000 - 60_000
+    print(f"queueing {messages:,} telemetry messages ...", file=sys.stderr)
+    try:
+        info = None
+        for i in range(messages):
+            bed = fleet[i % len(fleet)]
+            t0 = start + (i // len(fleet)) * 10_000
+            samples = [
+                {"ts": t0 + k * 1000, "hr": 62, "rr": 14, "move": 1, "occ": 1, "sq": 90}
+                for k in range(10)
+            ]
+            payload = json.dumps({"seq": i, "samples": samples})
+            info = client.publish(f"{prefix}/{bed.mattress_id}/telemetry", payload, qos=1)
+        if info is not None:
+            info.wait_for_publish(120)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 def _start_fleet(beds: int, url: str, prefix: str, tmp: Path) -> subprocess.Popen[bytes]:
@@ -109,8 +229,9 @@ def _wait_for_fleet(sim: subprocess.Popen[bytes], beds: int) -> None:
 
 
 def _press(
-    port: int, prefix: str, pressers: Sequence[Devices], rate: float, rng: random.Random
+    port: int, prefix: str, pressers: Sequence[Devices], rate: float, seed: int
 ) -> dict[str, float]:
+    rng = random.Random(seed)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-sos-{uuid.uuid4().hex[:6]}")
     client.connect("127.0.0.1", port)
     client.loop_start()
@@ -129,8 +250,10 @@ def _press(
     return sent
 
 
-def _arrivals(http: HttpReceiver, sent: dict[str, float]) -> dict[str, float]:
-    deadline = time.monotonic() + 15
+def _arrivals(
+    http: HttpReceiver, sent: dict[str, float], timeout_s: float = 15
+) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
     first: dict[str, float] = {}
     while time.monotonic() < deadline:
         with http.lock:
@@ -143,29 +266,32 @@ def _arrivals(http: HttpReceiver, sent: dict[str, float]) -> dict[str, float]:
                 first.setdefault(match.group(1), at)
         if len(first) == len(sent):
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
     return {room: first[room] - t for room, t in sent.items() if room in first}
 
 
-def _report(args: argparse.Namespace, sent: dict[str, float], delays: dict[str, float]) -> None:
+def _report(
+    case: str,
+    args: argparse.Namespace,
+    sent: dict[str, float],
+    delays: dict[str, float],
+    what: str,
+) -> None:
     values = sorted(delays.values())
-    print(
-        f"SOS press -> json:// receiver, {args.beds} beds streaming, {len(sent)} presses "
-        f"at ~{args.rate:g}/s, load average {os.getloadavg()[0]:.2f}"
-    )
+    print(f"[{case}] SOS press -> json:// receiver, {what}, load {os.getloadavg()[0]:.2f}")
     if not values:
-        print("no SOS arrived")
+        print(f"[{case}] no SOS arrived")
         return
 
     def q(p: float) -> float:
         return values[min(len(values) - 1, int(p * len(values)))] * 1000
 
     print(
-        f"arrived {len(values)}/{len(sent)}; ms: min {values[0] * 1000:.1f}  p50 {q(0.5):.1f}  "
-        f"p90 {q(0.9):.1f}  p99 {q(0.99):.1f}  max {values[-1] * 1000:.1f}"
+        f"[{case}] arrived {len(values)}/{len(sent)}; ms: min {values[0] * 1000:.1f}"
+        f"  p50 {q(0.5):.1f}  p90 {q(0.9):.1f}  p99 {q(0.99):.1f}  max {values[-1] * 1000:.1f}"
     )
     over = sum(v > 1.0 for v in values)
-    print(f"over 1 s: {over}; missing: {len(sent) - len(values)}")
+    print(f"[{case}] over 1 s: {over}; missing: {len(sent) - len(values)}", flush=True)
 
 
 if __name__ == "__main__":
