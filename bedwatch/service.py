@@ -53,6 +53,7 @@ DETECT_RETRY_S = 0.5
 EVENTS_SESSION = 1  # Held.session of messages from the event channel's own MQTT session
 EMERGENCY_KINDS = frozenset({FindingKind.SOS, FindingKind.FALL})
 COMPONENT_DRAIN_S = 10.0
+COMPONENT_READY_S = 10.0
 DERIVED_HELD_MAX = 500_000
 
 
@@ -84,6 +85,7 @@ class Component(Protocol):
 
     name: str
     serves_http: bool  # the service listens on http.addr before it takes a message
+    ready: asyncio.Event  # set once it can take findings (the service is ready after it)
 
     def on_finding(self, finding: Finding) -> None:
         """As soon as it is decided, before it is stored (the emergency fallback watches)."""
@@ -315,6 +317,9 @@ class Service:
                     tasks.create_task(c.run(ServiceHost(self)), name=f"{c.name}_component")
                     for c in self.components
                 ]
+                # Ready once the components are: the alert path open and warm, or given up on
+                # for now (it keeps starting in the background; the fallback pages meanwhile).
+                await self._components_ready()
                 self.ready.set()
                 await self._stop.wait()
                 log.info("stopping: no more intake; storing what is held")
@@ -356,6 +361,16 @@ class Service:
                 self.stats.acked,
                 self.stats.written.mattress,
             )
+
+    async def _components_ready(self) -> None:
+        waits = [asyncio.create_task(c.ready.wait()) for c in self.components]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=COMPONENT_READY_S)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("ready, with %d component(s) still starting", len(pending))
 
     async def _drain_components(self) -> None:
         for component in self.components:

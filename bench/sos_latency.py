@@ -188,9 +188,10 @@ CASES = {"streaming": _streaming, "first": _first, "backlog": _backlog, "hung": 
 def _queue_telemetry(port: int, prefix: str, fleet: Sequence[Devices], messages: int) -> None:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-tm-{uuid.uuid4().hex[:6]}")
     client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
     client.loop_start()
+    while not client.is_connected():
+        time.sleep(0.01)
     start = int(time.time() * 1000) - messages * 10 // len(fleet) * 1000 - 60_000
     print(f"queueing {messages:,} telemetry messages ...", file=sys.stderr)
     try:
@@ -204,6 +205,8 @@ def _queue_telemetry(port: int, prefix: str, fleet: Sequence[Devices], messages:
             ]
             payload = json.dumps({"seq": i, "samples": samples})
             info = client.publish(f"{prefix}/{bed.mattress_id}/telemetry", payload, qos=1)
+            if i % 1000 == 999:
+                info.wait_for_publish(60)  # paho's own queue stays small
         if info is not None:
             info.wait_for_publish(120)
     finally:

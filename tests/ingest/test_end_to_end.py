@@ -70,6 +70,8 @@ class Recorder:
 
     def __init__(self) -> None:
         self.seen: list[Finding] = []
+        self.ready = asyncio.Event()
+        self.ready.set()
 
     def on_finding(self, finding: Finding) -> None:
         self.seen.append(finding)
