@@ -31,8 +31,11 @@ class Emergencies:
     def restore(self, blob: bytes) -> None:
         """The presses and falls a detector snapshot remembers (the worker sees every event
         too): one delivered again after a restart is not decided twice."""
-        states = snapshot.loads(blob, ResidentState)
-        self._states = {ResidentId(rid): state for rid, state in states.items()}
+        self._states = {}
+        for rid, full in snapshot.loads(blob, ResidentState).items():
+            state = self._states[ResidentId(rid)] = ResidentState(sos=full.sos)  # no more
+            for device_id, band in full.bands.items():
+                state.band(device_id).last_fall_id_ms = band.last_fall_id_ms
 
     def step(self, event: DeviceEvent) -> list[Finding]:
         if event.type not in EMERGENCIES or event.resident_id is None:

@@ -83,3 +83,26 @@ def test_a_fall_delivered_again_after_a_restart_is_not_a_second_fall() -> None:
     assert after.findings == []
     after.feed([event(NIGHT_MS + 60_000, EventType.FALL)])  # another fall still counts
     assert len(after.of(FindingKind.FALL)) == 1
+
+
+def test_emergencies_decided_apart_follow_the_same_rules_and_remember_a_snapshot() -> None:
+    from detectors.events import Emergencies
+    from tests.detectors.helpers import config
+
+    apart = Emergencies()
+    apart.set_residents({RID: config()})
+    first = apart.step(event(NIGHT_MS, EventType.SOS))
+    assert [(f.kind, f.severity, f.evidence["presses"]) for f in first] == [
+        (K.SOS, Severity.CRITICAL, 1)
+    ]
+    assert apart.step(event(NIGHT_MS, EventType.SOS)) == []  # the same press, delivered again
+    assert apart.step(event(NIGHT_MS + 5_000, EventType.SOS))[0].evidence["presses"] == 2
+    assert apart.step(event(NIGHT_MS, EventType.REMOVED)) == []  # not an emergency
+    # After a restart: what the detector worker's snapshot remembers is not decided twice.
+    h = Harness()
+    h.feed([event(NIGHT_MS + 10_000, EventType.FALL)])
+    restarted = Emergencies()
+    restarted.set_residents({RID: config()})
+    restarted.restore(h.runner.snapshot())
+    assert restarted.step(event(NIGHT_MS + 10_000, EventType.FALL)) == []
+    assert [f.kind for f in restarted.step(event(NIGHT_MS + 20_000, EventType.FALL))] == [K.FALL]
