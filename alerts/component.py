@@ -35,6 +35,7 @@ REGISTRY_EVERY_S = 5.0
 RESTART_MAX_S = 30.0
 FALLBACK_CHECK_S = 0.25
 TAKE_UP_BATCH = 1000
+SENDER_DRAIN_S = 2.0
 WEB_CONNECTIONS = 4  # the console, the ack API and links, /health and /metrics
 
 
@@ -211,7 +212,11 @@ class AlertsComponent:
         notifications they led to have been tried (what is cut off is sent after a restart)."""
         await self.intake.idle()
         if self.alerts is not None:
-            await self.alerts.sender.idle()
+            # Pages under way get a moment; the rest (retries, channels that hang) are in the
+            # outbox, planned again at the next start.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SENDER_DRAIN_S):
+                    await self.alerts.sender.idle()
 
     def _now(self) -> EpochMs:
         return self._clock()  # the host's clock, known once run() has started
