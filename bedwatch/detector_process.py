@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REPLY_TIMEOUT_S = 60.0  # for a snapshot or a sync: the worker has everything before it to do
 WATCHDOG_S = 15.0  # a worker that leaves a command unanswered this long is killed and replaced
+WORKER_START_S = 60.0  # how long a new worker may take to import and say it is up
 # Past this many messages kept for a replay, the worker is asked for a snapshot that covers them.
 JOURNAL_MAX_MESSAGES = 50_000
 STOP_TIMEOUT_S = 10.0
@@ -180,6 +181,7 @@ class DetectorProcess:
         self._conn: Connection | None = None
         self._stopping = False
         self._started_at = 0.0
+        self._up_at: float | None = None  # when the current worker said it was up
         self._quick_deaths = 0
         self.restarts = 0
         self.killed_hung = 0
@@ -289,6 +291,7 @@ class DetectorProcess:
         if self._last_snapshot is not None:
             parent.send((0, ("restore", self._last_snapshot, None)))
         self._started_at = time.monotonic()
+        self._up_at = None
         old, self._process, self._conn = self._conn, process, parent
         if old is not None:
             old.close()
@@ -337,18 +340,23 @@ class DetectorProcess:
             loop.call_soon_threadsafe(self._died, conn)
 
     def _watch(self) -> None:
-        """Kill a worker that has left a command unanswered for the watchdog's time."""
+        """Kill a worker that has left a command unanswered for the watchdog's time, counted
+        from when it said it was up (a new one first gets WORKER_START_S to import and say so)."""
         oldest = self._journal.oldest_after(self._done)
         process = self._process
         now = time.monotonic()
         if oldest is None or process is None or self._stopping:
             return
-        if now - max(oldest, self._started_at) > self._watchdog_s and process.is_alive():
+        if self._up_at is None:
+            since, limit = self._started_at, WORKER_START_S
+        else:
+            since, limit = max(oldest, self._up_at), self._watchdog_s
+        if now - since > limit and process.is_alive():
             self.killed_hung += 1
             log.error(
                 "detector worker (pid %s) has not answered for %.0f s: killing it",
                 process.pid,
-                now - max(oldest, self._started_at),
+                now - since,
             )
             process.kill()
 
@@ -358,6 +366,9 @@ class DetectorProcess:
         if conn is not self._conn:
             return  # from a worker already replaced
         kind, seq = message[0], message[1]
+        if kind == "up":
+            self._up_at = time.monotonic()
+            return
         if seq <= self._done and seq:
             return  # a new worker repeating what its predecessor already handed on
         if kind == "out":
@@ -432,6 +443,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
         on_summary=summaries.append,
     )
     ordered = InOrder(runner)
+    conn.send(("up", 0))  # imported and listening: the watchdog counts from now
     while True:
         try:
             seq, command = conn.recv()

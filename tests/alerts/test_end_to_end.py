@@ -254,7 +254,8 @@ def test_an_sos_is_paged_while_the_detector_worker_hangs(
                 now = int(time.time() * 1000)
                 band.send("event", json.dumps({"seq": 1, "ts": now, "type": "fall"}))
                 wait_until(lambda: http.got("zhang"), 10, 0.01)
-                assert http.arrival_s["zhang"][0] - pressed < 1.0
+                # Paged with the worker stopped (its watchdog would take 15 s to replace it).
+                assert http.arrival_s["zhang"][0] - pressed < 5.0
                 band.close()
             finally:
                 os.kill(worker, signal.SIGCONT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -47,7 +48,8 @@ def with_worker(
         finally:
             pid = worker.pid
             if pid is not None:
-                os.kill(pid, signal.SIGCONT)  # a stopped worker cannot stop
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)  # a stopped worker cannot stop
             worker.stop()
             await asyncio.to_thread(worker.join)
 
@@ -118,7 +120,7 @@ def test_a_hung_worker_is_killed_by_the_watchdog_and_its_input_detected() -> Non
             await asyncio.sleep(0.2)
         assert sos_presses(findings) == [NOW - 1000]
         assert worker.killed_hung == 1
-        assert 2 <= time.monotonic() - hung_at < 8  # 2 s watchdog, a pause, a new worker
+        assert 2 <= time.monotonic() - hung_at < 15  # 2 s watchdog, a pause, a new worker
 
     with_worker(scenario, watchdog_s=2)
 
