@@ -231,12 +231,11 @@ class AlertsComponent:
     def on_stored(self, findings: Sequence[tuple[int, Finding]]) -> None:
         """Committed: to the engine, in order. While the engine takes up what it missed, these
         wait behind that (they are in the database too; the second copy is a no-op)."""
-        for stored in findings:
-            item: Stored = stored
-            if self._catching_up is not None:
-                self._catching_up.append(item)
-            else:
-                self.intake.put(item)
+        if self._catching_up is not None:
+            self._catching_up.extend(findings)
+            return
+        for item in findings:
+            self.intake.put(item)
 
     async def run(self, host: Host) -> None:
         self._clock = host.clock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -63,8 +62,7 @@ class ServiceCollector(Collector):
         )
 
 
-_watched: list[ServiceCollector] = []
-_lock = threading.Lock()
+_watched = ingest_metrics.Watched(REGISTRY)
 
 
 def watch(
@@ -75,9 +73,6 @@ def watch(
 ) -> ServiceCollector:
     """Register a running service's counters (once per process; a new service replaces it)."""
     ingest_metrics.watch(ingest)
-    with _lock:
-        for old in _watched:
-            REGISTRY.unregister(old)
-        _watched[:] = [ServiceCollector(written, detect_batches)]
-        REGISTRY.register(_watched[0])
-        return _watched[0]
+    collector = ServiceCollector(written, detect_batches)
+    _watched.replace(collector)
+    return collector

@@ -208,9 +208,13 @@ class Service:
         if finding.kind in EMERGENCY_KINDS and not finding.late:
             return  # decided where it was decoded (_emergency_loop); the worker keeps its state
         self._findings.append(finding)
-        metrics.FINDINGS.labels(finding.kind, finding.severity, str(finding.cleared).lower()).inc()
         if finding.severity is Severity.CRITICAL and not finding.late and self.intake is not None:
             self.intake.flush_wanted.set()  # stored, then handed over, without waiting
+        self._announce(finding)
+
+    def _announce(self, finding: Finding) -> None:
+        """A finding just decided, not yet stored: counted, and shown to the components."""
+        metrics.FINDINGS.labels(finding.kind, finding.severity, str(finding.cleared).lower()).inc()
         for component in self.components:
             try:
                 component.on_finding(finding)
@@ -232,14 +236,7 @@ class Service:
         if not findings:
             return
         for finding in findings:
-            metrics.FINDINGS.labels(
-                finding.kind, finding.severity, str(finding.cleared).lower()
-            ).inc()
-            for component in self.components:
-                try:
-                    component.on_finding(finding)
-                except Exception:
-                    log.exception("%s failed on a %s finding", component.name, finding.kind)
+            self._announce(finding)
         try:
             ids = await self._emergency_writer.store(findings)
         except BaseException as exc:

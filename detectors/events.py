@@ -8,9 +8,14 @@ from detectors import snapshot
 from detectors.findings import Finding, FindingKind, Severity
 from detectors.settings import DetectorSettings, ResidentConfig
 from detectors.state import ResidentState, WristbandState
-from ingest.records import DeviceEvent, DeviceId, EventType, ResidentId, WristbandSample
-
-EMERGENCIES = frozenset({EventType.SOS, EventType.SOS_CANCEL, EventType.FALL})
+from ingest.records import (
+    EMERGENCY_EVENTS,
+    DeviceEvent,
+    DeviceId,
+    EventType,
+    ResidentId,
+    WristbandSample,
+)
 
 
 class Emergencies:
@@ -38,7 +43,7 @@ class Emergencies:
                 state.band(device_id).last_fall_id_ms = band.last_fall_id_ms
 
     def step(self, event: DeviceEvent) -> list[Finding]:
-        if event.type not in EMERGENCIES or event.resident_id is None:
+        if event.type not in EMERGENCY_EVENTS or event.resident_id is None:
             return []
         config = self._residents.get(event.resident_id)
         settings = config.settings if config is not None else DetectorSettings()

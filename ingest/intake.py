@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 from ingest.protocol import Decoded, Decoder
 from ingest.records import (
+    EMERGENCY_EVENTS,
     Channel,
     DeviceEvent,
     DeviceId,
     EpochMs,
-    EventType,
     MattressSample,
     Record,
     WaveBlock,
@@ -39,9 +39,6 @@ class Held:
     decoded: Decoded
     session: int = 0  # which MQTT session delivered it (and acknowledges it)
 
-
-# Events decided where they are decoded, on the event loop, not behind other work.
-EMERGENCY_EVENTS = frozenset({EventType.SOS, EventType.SOS_CANCEL, EventType.FALL})
 
 # Channels whose QoS 0 messages are left unstored when too much waits to be stored, and at what
 # share of the limit: wave first, then telemetry; never events or status.
@@ -105,7 +102,7 @@ class Intake:
     ) -> None:
         """Called on the MQTT thread for every message."""
         received = self._clock()
-        if session != self._events_session and self._events_session and topic.endswith(b"/event"):
+        if self._events_session and session != self._events_session and topic.endswith(b"/event"):
             # Its copy on the events' own session is the one taken; this one is only acked.
             with self._lock:
                 if not self._closed:

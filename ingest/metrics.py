@@ -58,15 +58,28 @@ class IngestCollector(Collector):
         )
 
 
-_watched: list[IngestCollector] = []
-_lock = threading.Lock()
+class Watched:
+    """One collector of a running thing per process in a registry; a new one replaces the last
+    (a service started again in the same process, as tests do)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+        self._current: Collector | None = None
+        self._lock = threading.Lock()
+
+    def replace(self, collector: Collector) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._registry.unregister(self._current)
+            self._registry.register(collector)
+            self._current = collector
+
+
+_watched = Watched(REGISTRY)
 
 
 def watch(parts: Callable[[], tuple[Intake | None, MqttSession | None]]) -> IngestCollector:
     """Register a running ingest's counters (once per process; a new one replaces the last)."""
-    with _lock:
-        for old in _watched:
-            REGISTRY.unregister(old)
-        _watched[:] = [IngestCollector(parts)]
-        REGISTRY.register(_watched[0])
-        return _watched[0]
+    collector = IngestCollector(parts)
+    _watched.replace(collector)
+    return collector

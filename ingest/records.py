@@ -47,6 +47,10 @@ class EventType(StrEnum):
     LOW_BATTERY = "low_battery"
 
 
+# Events decided the moment they are decoded, apart from (and before) the rest of detection.
+EMERGENCY_EVENTS = frozenset({EventType.SOS, EventType.SOS_CANCEL, EventType.FALL})
+
+
 class SampleSource(StrEnum):
     DEVICE = "device"  # reported by the pad's firmware
     WAVE = "wave"  # computed here from the pad's raw waveform
