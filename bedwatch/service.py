@@ -222,11 +222,15 @@ class Service:
                 log.exception("%s failed on a %s finding", component.name, finding.kind)
 
     async def _emergency_loop(self) -> None:
+        """Until the intake is closed and what it took before is decided."""
         assert self.intake is not None
         while True:
             await self.intake.emergency_ready.wait()
             self.intake.emergency_ready.clear()
+            closed = self.intake.closed  # before the take: nothing comes after it
             await self._decide_emergencies(self.intake.take_emergencies())
+            if closed:
+                return
 
     async def _decide_emergencies(self, events: Sequence[DeviceEvent]) -> None:
         """Decided, stored and handed to the alert engine at once, before and apart from the
@@ -302,8 +306,10 @@ class Service:
         try:
             async with asyncio.TaskGroup() as tasks:
                 flush = tasks.create_task(self._flush_loop(), name="flush_loop")
+                # Not cancelled at the stop: an emergency cut off between decided and stored
+                # would only go with the last batch, after all the rest of detection.
+                emergencies = tasks.create_task(self._emergency_loop(), name="emergency_loop")
                 workers = [
-                    tasks.create_task(self._emergency_loop(), name="emergency_loop"),
                     tasks.create_task(self._detect_loop(), name="detect_loop"),
                     tasks.create_task(self._tick_loop(), name="tick_loop"),
                     tasks.create_task(self._registry_loop(), name="registry_loop"),
@@ -323,11 +329,12 @@ class Service:
                 self.intake.close()
                 for task in workers:
                     task.cancel()
-                # The stop runs the path in order. Emergencies first, then detection: what was
-                # taken but not yet
-                # detected is detected now, late data too (once stored and acknowledged it
+                # The stop runs the path in order. Emergencies first: the loop finishes what it
+                # is deciding, takes the rest and ends. Then detection: what was taken but not
+                # yet detected is detected now, late data too (once stored and acknowledged it
                 # would not come again); the findings come back before the answer to sync().
-                await self._decide_emergencies(self.intake.take_emergencies())
+                self.intake.emergency_ready.set()
+                await emergencies
                 self._detect(self.intake.take_to_detect())
                 self.detectors.analyse_late()
                 await self._detected()

@@ -90,6 +90,10 @@ class Intake:
         with self._lock:
             self._closed = True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def on_message(
         self,
         topic: bytes,

@@ -24,7 +24,7 @@ from bedwatch.settings import Settings
 from bedwatch.site import parse_site
 from detectors.findings import Finding, FindingKind, Severity
 from ingest.intake import Intake
-from ingest.records import DeviceId, ResidentId
+from ingest.records import DeviceEvent, DeviceId, ResidentId
 from ingest.registry import store_site
 from tests.alerts.harness import contact, site
 from tests.alerts.receivers import HttpReceiver
@@ -184,17 +184,21 @@ def test_an_sos_detected_at_the_stop_still_pages(
         component = alerts_component(settings)
         service = Service(settings, components=[component])
         taken = Intake.on_message
+        take_emergencies = Intake.take_emergencies
 
         def stop_on_sos(
             intake: Intake, topic: bytes, payload: bytes, *rest: Any, **named: Any
         ) -> None:
-            if b'"sos"' in payload and named.get("session"):  # the events' own session
-                # The stop is queued on the loop before the detect loop's wake-up: the SOS is
-                # taken but not yet detected when the stop begins.
-                service._loop.call_soon_threadsafe(service.stop)
             taken(intake, topic, payload, *rest, **named)
+            if b'"sos"' in payload and named.get("session"):  # the events' own session
+                service._loop.call_soon_threadsafe(service.stop)
+
+        def not_before_the_stop(intake: Intake) -> list[DeviceEvent]:
+            # The SOS is taken, but not yet decided when the stop begins.
+            return take_emergencies(intake) if service._stop.is_set() else []
 
         monkeypatch.setattr(Intake, "on_message", stop_on_sos)
+        monkeypatch.setattr(Intake, "take_emergencies", not_before_the_stop)
         thread = ServiceThread(service)
         with thread:
             wait_until(component.ready.is_set, 20)
