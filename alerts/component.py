@@ -291,7 +291,8 @@ class AlertsComponent:
     def _handle_with(self, engine: Engine) -> Callable[[Stored], Awaitable[None]]:
         async def handle(item: Stored) -> None:
             finding_id, finding = item
-            await engine.handle(finding, finding_id)
+            reached = await self.fallback.reached(finding, self.settings.delivery_timeout_s)
+            await engine.handle(finding, finding_id, reached)
             self.fallback.taken(finding)
 
         return handle

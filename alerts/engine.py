@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -17,7 +17,17 @@ from alerts.delivery import Current, Sender
 from alerts.directory import Directory, load_directory
 from alerts.links import Links
 from alerts.messages import render
-from alerts.model import Alert, AlertId, AlertState, Contact, ContactId, Outgoing, Reason, Via
+from alerts.model import (
+    Alert,
+    AlertId,
+    AlertState,
+    Contact,
+    ContactId,
+    Outgoing,
+    Reason,
+    Result,
+    Via,
+)
 from alerts.notifier import redact
 from alerts.routing import (
     escalation_due,
@@ -84,11 +94,18 @@ class Engine:
     def directory(self) -> Directory:
         return self.current.directory
 
-    async def handle(self, finding: Finding, finding_id: int | None = None) -> AlertId | None:
+    async def handle(
+        self,
+        finding: Finding,
+        finding_id: int | None = None,
+        reached: Mapping[ContactId, int] | None = None,
+    ) -> AlertId | None:
         """One finding through the pipeline; the id of the alert it opened or joined.
 
         `finding_id`: its row in `findings`, marked handled in the same transaction, so a finding
-        handed over twice (taken up again after a crash) is acted on once.
+        handed over twice (taken up again after a crash) is acted on once. `reached`: contacts
+        already paged for it directly (the alert could not be recorded in time); their first
+        notice is recorded as delivered, not sent again.
         """
         if finding.resident_id not in self.directory.residents:
             # Registered since the routing was last loaded (it reloads every few seconds).
@@ -120,12 +137,14 @@ class Engine:
             if up.inserted:
                 await store.audit(conn, alert.id, now, SYSTEM, "opened", Via.SYSTEM)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
+                outgoing = await self._paged_directly(conn, alert, outgoing, reached, now)
             elif _new_emergency(alert, finding):
                 # Acknowledged but not resolved, and this is another press or fall, not a repeat
                 # of the one acknowledged: somebody must hear about it, so the ladder starts again.
                 alert = await store.reopen(conn, alert.id, now, finding.started_ms)
                 await store.audit(conn, alert.id, now, SYSTEM, "re-opened", Via.SYSTEM)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
+                outgoing = await self._paged_directly(conn, alert, outgoing, reached, now)
             elif alert.severity.rank < up.previous_severity.rank:
                 # Graver than before: an ack of the milder condition does not cover it (IEC
                 # 60601-1-8 annunciates an escalated alarm again), and the graver ladder's
@@ -145,6 +164,33 @@ class Engine:
         # Sent only once committed: a row the database does not have is never sent.
         self._sender.submit(outgoing)
         return alert.id
+
+    async def _paged_directly(
+        self,
+        conn: store.AsyncConn,
+        alert: Alert,
+        outgoing: list[Outgoing],
+        reached: Mapping[ContactId, int] | None,
+        now: int,
+    ) -> list[Outgoing]:
+        """The first notices whose contact was paged directly are recorded as delivered (one
+        press, one page); the rest are to be sent."""
+        if not reached:
+            return outgoing
+        left = []
+        for row in outgoing:
+            if row.contact_id not in reached:
+                left.append(row)
+                continue
+            await store.record_result(
+                conn, row.id, Result.DELIVERED, error="", retryable=None, duration_ms=0.0
+            )
+        done = sorted(c for c in reached if any(o.contact_id == c for o in outgoing))
+        if done:
+            await store.audit(
+                conn, alert.id, now, SYSTEM, "paged directly", Via.SYSTEM, {"contacts": done}
+            )
+        return left
 
     async def _cleared(self, conn: store.AsyncConn, finding: Finding, now: int) -> None:
         cur = await conn.execute(

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from alerts.config import NEVER_MUTED
 from alerts.delivery import Current
 from alerts.messages import render
-from alerts.model import Alert, AlertId, AlertState, Contact, Resident
+from alerts.model import Alert, AlertId, AlertState, Contact, ContactId, Resident
 from alerts.notifier import Notifier
 from alerts.routing import step_contacts
 from detectors.findings import Finding, FindingKind
@@ -32,6 +33,8 @@ class _Waiting:
     finding: Finding
     since: float
     paged: bool = False
+    page: asyncio.Task[None] | None = None
+    reached: dict[ContactId, int] = field(default_factory=dict)  # contact -> channel index
 
 
 class EmergencyFallback:
@@ -40,7 +43,8 @@ class EmergencyFallback:
     The normal path writes the alert and its outbox rows first and sends only what is
     committed, so with the database down nothing would be sent. An emergency that the engine
     has not taken within GRACE_S goes to its tier-1 contacts here, once, from the routing last
-    loaded; the engine still opens the alert when the database is back (and pages again).
+    loaded. The engine still opens the alert when the database is back; the contacts reached
+    here are recorded as paged there (`reached`), not paged a second time for the same press.
     """
 
     def __init__(
@@ -70,6 +74,19 @@ class EmergencyFallback:
         """The engine has recorded it: nothing more to do here."""
         self._waiting.pop(_key(finding), None)
 
+    async def reached(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
+        """The contacts paged directly for this finding (and on which channel), once a direct
+        page under way has ended or `wait_s` has passed; the engine records them as paged."""
+        waiting = self._waiting.get(_key(finding))
+        if waiting is None:
+            return {}
+        if waiting.page is not None and not waiting.page.done():
+            # It goes out to the same tier-1 contacts: waiting for it delays no first page.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(wait_s):
+                    await asyncio.shield(waiting.page)
+        return dict(waiting.reached)
+
     async def check(self) -> None:
         """Page whatever has waited past the grace period and was not paged yet."""
         now = time.monotonic()
@@ -77,7 +94,8 @@ class EmergencyFallback:
             if not waiting.paged and now - waiting.since >= self._grace_s:
                 waiting.paged = True
                 # A task of its own, so a hanging channel holds back no later emergency.
-                task = asyncio.create_task(self._page(waiting.finding))
+                task = asyncio.create_task(self._page(waiting))
+                waiting.page = task
                 self._pages.add(task)
                 task.add_done_callback(self._pages.discard)
 
@@ -86,13 +104,15 @@ class EmergencyFallback:
             task.cancel()
         await asyncio.gather(*self._pages, return_exceptions=True)
 
-    async def _page(self, finding: Finding) -> None:
+    async def _page(self, waiting: _Waiting) -> None:
+        finding = waiting.finding
         try:
-            await self._page_tier_one(finding)
+            await self._page_tier_one(waiting)
         except Exception:
             log.exception("direct page for %s of %s failed", finding.kind, finding.resident_id)
 
-    async def _page_tier_one(self, finding: Finding) -> None:
+    async def _page_tier_one(self, waiting: _Waiting) -> None:
+        finding = waiting.finding
         current = self._current()
         resident = current.directory.residents.get(finding.resident_id) if current else None
         if current is None or resident is None:
@@ -109,10 +129,11 @@ class EmergencyFallback:
             self._grace_s,
             len(contacts),
         )
-        sent = await asyncio.gather(*(self._send(finding, resident, c) for c in contacts))
+        sent = await asyncio.gather(*(self._send(waiting, resident, c) for c in contacts))
         self.paged += sum(sent)
 
-    async def _send(self, finding: Finding, resident: Resident, contact: Contact) -> bool:
+    async def _send(self, waiting: _Waiting, resident: Resident, contact: Contact) -> bool:
+        finding = waiting.finding
         alert = Alert(
             id=AlertId(0),
             resident_id=finding.resident_id,
@@ -127,9 +148,10 @@ class EmergencyFallback:
             tier=0,
         )
         message = render(alert, resident, contact, self._console_url, self._clock(), reminder=False)
-        for url in contact.channels:
+        for index, url in enumerate(contact.channels):
             delivery = await self._notifier.send(url, message.title, message.body, critical=True)
             if delivery.ok:
+                waiting.reached[contact.id] = index
                 return True
             log.warning("direct page to %s failed: %s", contact.id, delivery.error)
         return False

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -100,6 +101,76 @@ class Mosquitto:
             self._proc.terminate()
             self._proc.wait(timeout=10)
             self._proc = None
+
+
+PG_BIN = Path(os.environ.get("BEDWATCH_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of its own on a free port, for tests that stop or break it.
+
+    It lives in a directory of its own under the system's temporary directory (run as root, the
+    server runs as the `postgres` user, which must be able to reach it). `stop()` and `start()`
+    can be called again and again; `close()` ends the server and removes its directory.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="bedwatch-pg-"))
+        self.data = self.directory / "data"
+        self._user = "postgres" if os.geteuid() == 0 else None
+        if self._user is not None:
+            shutil.chown(self.directory, self._user)
+        self._options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off"
+        )
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
+                "-E", "UTF8", "--locale", "C.UTF-8",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(PG_BIN / tool), *args]
+        done = subprocess.run(
+            command, check=False, capture_output=True, user=self._user, timeout=60
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {done.stderr.decode(errors='replace').strip()}")
+
+    def start(self) -> None:
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def close(self) -> None:
+        try:
+            if self.running():
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:
