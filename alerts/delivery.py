@@ -17,7 +17,7 @@ from alerts import store
 from alerts.config import AlertConfig, default_config
 from alerts.directory import Directory
 from alerts.model import AlertId, ContactId, Outgoing, Reason, Result, Via
-from alerts.notifier import Delivery, Notifier, redact
+from alerts.notifier import PER_CHANNEL, Delivery, Notifier, redact
 from alerts.routing import backoff_s
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT_S = 5.0
 RECORD_RETRY_FIRST_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
-# Attempts on one channel (a contact's URL) at once: one that hangs holds no more workers.
-PER_CHANNEL = 2
 
 
 @dataclass(slots=True)

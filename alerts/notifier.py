@@ -61,6 +61,16 @@ class Notifier(Protocol):
 THREADS_PER_SLOT = 3
 
 
+# Attempts on one channel (a contact's URL) at once: one that hangs holds no more workers.
+PER_CHANNEL = 2
+
+
+@dataclass(slots=True)
+class _Lane:
+    slots: asyncio.Semaphore
+    users: int = 0
+
+
 class AppriseNotifier:
     """apprise's synchronous notify on threads of this notifier's own, under a hard time limit
     and a concurrency limit, with separate slots and threads for critical sends.
@@ -71,8 +81,17 @@ class AppriseNotifier:
     throttle state and are not thread-safe, and building one costs well under a millisecond.
     """
 
-    def __init__(self, *, timeout_s: float, max_parallel: int, max_critical: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        max_parallel: int,
+        max_critical: int = 8,
+        per_channel: int = PER_CHANNEL,
+    ) -> None:
         self._timeout_s = timeout_s
+        self._per_channel = per_channel
+        self._channels: dict[str, _Lane] = {}  # only channels with a send under way or waiting
         self._slots = {
             False: asyncio.Semaphore(max_parallel),
             True: asyncio.Semaphore(max_critical),
@@ -90,15 +109,27 @@ class AppriseNotifier:
         _untangle(target[0], self._timeout_s)
         notify = functools.partial(target.notify, body=body, title=title)
         loop = asyncio.get_running_loop()
-        async with self._slots[critical]:
-            try:
-                async with asyncio.timeout(self._timeout_s):
-                    result = await loop.run_in_executor(self._threads[critical], notify)
-            except TimeoutError:
-                # The slot is free again now; the thread ends with the plugin's socket timeout.
-                return Delivery(False, _ms(started), f"no answer within {self._timeout_s:g} s")
-            except Exception as exc:  # a plugin bug is a failed delivery, not a crash
-                return Delivery(False, _ms(started), f"{type(exc).__name__}: {exc}")
+        # A channel's own lane first: sends to a channel that hangs wait there, holding at most
+        # `per_channel` of the shared slots, so every other channel's page goes on.
+        lane = self._channels.get(url)
+        if lane is None:
+            lane = self._channels[url] = _Lane(asyncio.Semaphore(self._per_channel))
+        lane.users += 1
+        try:
+            async with lane.slots, self._slots[critical]:
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        result = await loop.run_in_executor(self._threads[critical], notify)
+                except TimeoutError:
+                    # The slot is free again now; the thread ends with the plugin's socket
+                    # timeout.
+                    return Delivery(False, _ms(started), f"no answer within {self._timeout_s:g} s")
+                except Exception as exc:  # a plugin bug is a failed delivery, not a crash
+                    return Delivery(False, _ms(started), f"{type(exc).__name__}: {exc}")
+        finally:
+            lane.users -= 1
+            if lane.users == 0:
+                del self._channels[url]
         if result:
             return Delivery(True, _ms(started))
         return Delivery(False, _ms(started), _why(result))
