@@ -9,7 +9,8 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 
-from psycopg_pool import AsyncConnectionPool
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts import store
 from alerts.api import DatabaseProbe, make_routes
@@ -25,7 +26,7 @@ from alerts.links import Links
 from alerts.model import AlertId
 from alerts.notifier import AppriseNotifier, Notifier
 from alerts.settings import AlertsSettings
-from detectors.findings import Finding
+from detectors.findings import Finding, Severity
 from ingest.records import EpochMs, wall_ms
 
 log = logging.getLogger(__name__)
@@ -126,16 +127,38 @@ class Alerts:
 
     async def reload(self) -> None:
         async with self.pool.connection() as conn:
-            self.current.config = await load_config(conn)
+            config = await load_config(conn)
+            changed = [s for s in Severity if config.ladder(s) != self.current.config.ladder(s)]
+            self.current.config = config
             self.current.directory = await load_directory(conn)
+            if changed:
+                # Open alerts were scheduled by the ladder they were on: the escalation pass
+                # looks at each again now, under the new one (a step gone, a step added,
+                # reminders started or stopped).
+                async with conn.transaction():
+                    revisited = await store.revisit(conn, changed, self.clock())
+                log.info(
+                    "ladders changed (%s): %d open alerts looked at again",
+                    ", ".join(s.value for s in changed),
+                    revisited,
+                )
 
     async def scheduler_loop(self) -> None:
         assert self.engine is not None
+        away = False  # the database: said once, not every step
         while True:
             try:
                 await self.engine.run_due()
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if not away:
+                    log.warning("alert scheduler waits for the database: %s", exc)
+                away = True
             except Exception:
                 log.exception("alert scheduler step failed")
+            else:
+                if away:
+                    log.info("alert scheduler: database back")
+                away = False
             await asyncio.sleep(self.settings.scheduler_interval_s)
 
     async def registry_loop(self) -> None:
@@ -291,8 +314,12 @@ class AlertsComponent:
     def _handle_with(self, engine: Engine) -> Callable[[Stored], Awaitable[None]]:
         async def handle(item: Stored) -> None:
             finding_id, finding = item
-            reached = await self.fallback.reached(finding, self.settings.delivery_timeout_s)
-            await engine.handle(finding, finding_id, reached)
+            reached = await self.fallback.claim(finding, self.settings.delivery_timeout_s)
+            try:
+                await engine.handle(finding, finding_id, reached)
+            except BaseException:
+                self.fallback.release(finding)
+                raise
             self.fallback.taken(finding)
 
         return handle

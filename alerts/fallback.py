@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # is paged from memory: well inside the 1 s target when the database answers, short enough
 # that an outage costs seconds, not the length of the outage.
 GRACE_S = 2.0
+# How long the engine may take over one it has taken in hand (the database just back and slow)
+# before it is paged directly all the same: a page twice rather than none.
+HANDLING_S = 5.0
 
 Key = tuple[ResidentId, FindingKind, int]
 
@@ -34,6 +37,7 @@ class _Waiting:
     since: float
     paged: bool = False
     page: asyncio.Task[None] | None = None
+    handling: float | None = None  # when the engine took it in hand (monotonic)
     reached: dict[ContactId, int] = field(default_factory=dict)  # contact -> channel index
 
 
@@ -74,9 +78,10 @@ class EmergencyFallback:
         """The engine has recorded it: nothing more to do here."""
         self._waiting.pop(_key(finding), None)
 
-    async def reached(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
-        """The contacts paged directly for this finding (and on which channel), once a direct
-        page under way has ended or `wait_s` has passed; the engine records them as paged."""
+    async def claim(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
+        """The engine takes this finding in hand: no direct page starts for it meanwhile (for
+        HANDLING_S at most), and it learns whom a direct page already reached, once a page
+        under way has ended or `wait_s` has passed, to record them as paged."""
         waiting = self._waiting.get(_key(finding))
         if waiting is None:
             return {}
@@ -85,12 +90,21 @@ class EmergencyFallback:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(wait_s):
                     await asyncio.shield(waiting.page)
+        waiting.handling = time.monotonic()
         return dict(waiting.reached)
+
+    def release(self, finding: Finding) -> None:
+        """The engine could not handle it: paged directly when its grace is over, as before."""
+        waiting = self._waiting.get(_key(finding))
+        if waiting is not None:
+            waiting.handling = None
 
     async def check(self) -> None:
         """Page whatever has waited past the grace period and was not paged yet."""
         now = time.monotonic()
         for waiting in self._waiting.values():
+            if waiting.handling is not None and now - waiting.handling < HANDLING_S:
+                continue  # the engine is recording it and will page
             if not waiting.paged and now - waiting.since >= self._grace_s:
                 waiting.paged = True
                 # A task of its own, so a hanging channel holds back no later emergency.
@@ -98,6 +112,10 @@ class EmergencyFallback:
                 waiting.page = task
                 self._pages.add(task)
                 task.add_done_callback(self._pages.discard)
+
+    async def idle(self) -> None:
+        """Until the direct pages under way have ended."""
+        await asyncio.gather(*self._pages, return_exceptions=True)
 
     async def close(self) -> None:
         for task in list(self._pages):

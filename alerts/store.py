@@ -337,6 +337,16 @@ async def lock_due_alerts(conn: AsyncConn, now_ms: int, limit: int) -> list[tupl
     return [(alert_of(r[:11]), ms(r[11])) for r in await cur.fetchall()]
 
 
+async def revisit(conn: AsyncConn, severities: Sequence[Severity], now_ms: int) -> int:
+    """Open alerts of these severities (not held for quiet hours) due for a look now."""
+    cur = await conn.execute(
+        "UPDATE alerts SET next_action_at = %s WHERE state = 'open' AND tier >= 0"
+        " AND severity = ANY(%s)",
+        (ts(now_ms), [s.value for s in severities]),
+    )
+    return cur.rowcount
+
+
 async def unreached(conn: AsyncConn, alert_id: AlertId) -> bool:
     """Nobody has been reached and nothing is still on its way."""
     cur = await conn.execute(

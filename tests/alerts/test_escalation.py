@@ -519,6 +519,39 @@ def test_a_shortened_ladder_applies_sanely_to_alerts_already_on_it(
     assert query(database_url, "SELECT action FROM alert_audit WHERE action = 'step_failed'") == []
 
 
+def test_a_changed_ladder_reschedules_the_alerts_already_on_it(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    silent = (
+        "[alerts.ladders.critical]\nremind_every_s = 0\n"
+        'steps = [{ after_s = 0, roles = ["care_staff", "family"] }]\n'
+    )
+    reminding = silent.replace("remind_every_s = 0", "remind_every_s = 60")
+    settings = prepare(database_url, standard_site(http, smtp, silent))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(DAY_MS))
+            await alerts.sender.idle()
+            clock.advance(600)
+            await step(alerts, engine)
+            assert len(http.got("zhang")) == 1  # one step, no reminders: nothing more is due
+            # The site now wants reminders every minute: the alert already open gets them too
+            # (it was scheduled by the old ladder, which had nothing more to do).
+            with psycopg.connect(database_url) as conn, conn.transaction():
+                store_site(conn, parse_site(standard_site(http, smtp, reminding)))
+            await alerts.reload()
+            await step(alerts, engine)  # looked at again: the last notice is 10 min old
+            clock.advance(60)
+            await step(alerts, engine)
+
+    asyncio.run(scenario())
+    titles = [m["title"] for m in http.got("zhang")]
+    assert len(titles) == 3
+    assert all("（提醒）" in t for t in titles[1:])
+
+
 def test_one_alert_failing_its_step_does_not_hold_up_the_others(
     database_url: str, http: HttpReceiver, smtp: SmtpReceiver
 ) -> None:

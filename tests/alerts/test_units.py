@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
-from datetime import time
+import time
+from datetime import time as clock_time
+from unittest.mock import patch
 
 import pytest
 
 from alerts.config import DEFAULT_LADDERS, RetryPolicy, default_config, parse_alert_config
+from alerts.delivery import Current
+from alerts.directory import Directory
+from alerts.fallback import GRACE_S, EmergencyFallback
 from alerts.links import LinkError, Links
 from alerts.messages import evidence_line
-from alerts.model import AlertId, ContactId
-from alerts.notifier import redact
+from alerts.model import AlertId, Contact, ContactId, Resident
+from alerts.notifier import Delivery, redact
 from alerts.routing import backoff_s, next_action_ms, quiet_until_ms
 from detectors.findings import Severity
-from tests.alerts.harness import DAY_MS
+from ingest.records import ResidentId
+from tests.alerts.harness import DAY_MS, sos
 
 
 def test_a_full_alerts_table_is_read() -> None:
@@ -38,7 +45,7 @@ def test_a_full_alerts_table_is_read() -> None:
     assert config.ladder(Severity.HIGH).steps[1].roles == ("family_doctor", "family")
     assert config.ladder(Severity.CRITICAL) == DEFAULT_LADDERS[Severity.CRITICAL]
     assert config.quiet_hours is not None
-    assert config.quiet_hours.start == time(21, 30)
+    assert config.quiet_hours.start == clock_time(21, 30)
     assert config.retry == RetryPolicy(5, 1.0, 30.0)
 
 
@@ -161,3 +168,43 @@ def test_health_and_metrics_ask_the_database_at_most_every_two_seconds() -> None
 
     asyncio.run(scrape_a_lot())
     assert asked == ["SELECT", "SELECT"]  # SELECT 1, then the count of open alerts
+
+
+class _Notifier:
+    """Records what it is asked to send (the fallback's decisions are the subject here)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
+        self.sent.append(url)
+        return Delivery(True, 1.0)
+
+
+def test_the_direct_page_waits_while_the_engine_handles_the_press_and_not_forever() -> None:
+    staff = Contact(ContactId("c-zhang"), "Zhang", "care_staff", "zh", ("json://x/ok",))
+    resident = Resident(ResidentId("r-0101"), "王阿婆", "3-1-201", "Asia/Shanghai", (staff.id,))
+    current = Current(directory=Directory({resident.id: resident}, {staff.id: staff}))
+    press = sos(DAY_MS)
+
+    async def scenario() -> list[int]:
+        notifier = _Notifier()
+        fallback = EmergencyFallback(notifier, lambda: current, "http://c/", lambda: DAY_MS)
+        fallback.watch(press)
+        claimed = await fallback.claim(press, 1.0)  # the engine has it, within the grace
+        later = time.monotonic() + GRACE_S + 1
+        seen = []
+        with patch("alerts.fallback.time.monotonic", return_value=later):
+            await fallback.check()  # past the grace, but in the engine's hands: no page
+            await fallback.idle()
+            seen.append(len(notifier.sent))
+            fallback.release(press)  # the engine failed: paged directly after all
+            await fallback.check()
+            await fallback.idle()
+            seen.append(len(notifier.sent))
+        # Reached, so the engine records this contact as paged rather than paging again.
+        assert claimed == {}
+        assert await fallback.claim(press, 1.0) == {staff.id: 0}
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 1]
