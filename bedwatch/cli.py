@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -111,7 +112,14 @@ def configure_logging(*, verbose: bool, json_logs: bool) -> None:
 def _run(args: argparse.Namespace) -> int:
     from bedwatch.service import run_service
 
-    return asyncio.run(run_service(settings_from(args)))
+    code = asyncio.run(run_service(settings_from(args)))
+    # Stopped: everything taken is stored and acknowledged, the detector worker has ended. A
+    # page cut off at the stop (it is in the outbox, sent again at the next start) may still
+    # hold a notifier thread until its channel's timeout; the exit does not wait for it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _db_migrate(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from detectors import snapshot
+from detectors import snapshot, wave
 from detectors.findings import Finding
 from detectors.nights import NightSummary
 from detectors.runner import DetectorRunner
@@ -443,6 +443,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
         on_summary=summaries.append,
     )
     ordered = InOrder(runner)
+    wave.warm()  # here, not at the first waveform
     conn.send(("up", 0))  # imported and listening: the watchdog counts from now
     while True:
         try:

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
 FloatArray = npt.NDArray[np.float64]
+
+
+def find_peaks(x: FloatArray, **how: Any) -> tuple[npt.NDArray[np.intp], dict[str, Any]]:
+    """`scipy.signal.find_peaks`, imported when first needed: scipy.signal takes seconds to
+    import, and the service's own process (which restores these types) never analyses a wave.
+    The detector worker calls `warm()` at its start instead."""
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    peaks, properties = scipy_find_peaks(x, **how)
+    return peaks, properties
+
+
+def warm() -> None:
+    """Import what analysing a wave needs now rather than at the first wave."""
+    import scipy.signal  # noqa: F401
+
 
 TARGET_FS_HZ = 25.0  # analysis rate: high enough for a ballistocardiogram's 1-10 Hz
 BREATH_BAND_HZ = (0.1, 0.7)
@@ -178,7 +194,7 @@ def find_breaths(
     prominence = 0.3 * max(amplitude, 0.5 * breath_ref)
     if prominence <= 0:
         return np.empty(0), amplitude
-    peaks, _ = sps.find_peaks(
+    peaks, _ = find_peaks(
         y, distance=max(1, int(MIN_BREATH_INTERVAL_S * fs)), prominence=prominence
     )
     peaks = peaks[~mask[peaks] & (peaks < len(x) - EDGE_S * fs)]
@@ -218,7 +234,7 @@ def heart_rate(x: FloatArray, fs: float, mask: npt.NDArray[np.bool_]) -> tuple[f
     ac /= ac[0]
     lo = int(fs * 60.0 / HR_RANGE_BPM[1])
     hi = min(n - 2, int(fs * 60.0 / HR_RANGE_BPM[0]) + 1)
-    peaks, _ = sps.find_peaks(ac[lo : hi + 1])
+    peaks, _ = find_peaks(ac[lo : hi + 1])
     if not len(peaks):
         return None, 0
     peaks += lo
