@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -23,7 +23,7 @@ from alerts.fallback import EmergencyFallback
 from alerts.host import Host, Web
 from alerts.intake import FindingIntake, Stored
 from alerts.links import Links
-from alerts.model import AlertId
+from alerts.model import AlertId, ContactId
 from alerts.notifier import AppriseNotifier, Notifier
 from alerts.settings import AlertsSettings
 from detectors.findings import Finding, Severity
@@ -314,7 +314,11 @@ class AlertsComponent:
     def _handle_with(self, engine: Engine) -> Callable[[Stored], Awaitable[None]]:
         async def handle(item: Stored) -> None:
             finding_id, finding = item
-            reached = await self.fallback.claim(finding, self.settings.delivery_timeout_s)
+            self.fallback.claim(finding)
+
+            async def reached() -> Mapping[ContactId, int]:
+                return await self.fallback.reached(finding, self.settings.delivery_timeout_s)
+
             try:
                 await engine.handle(finding, finding_id, reached)
             except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -42,6 +42,9 @@ from alerts.routing import (
 from detectors.findings import Finding, FindingKind, Severity
 
 log = logging.getLogger(__name__)
+
+# Whom a direct page already reached for a finding (contact -> channel index).
+Reached = Callable[[], Awaitable[Mapping[ContactId, int]]]
 
 SYSTEM = "system"
 DUE_BATCH = 100
@@ -98,14 +101,14 @@ class Engine:
         self,
         finding: Finding,
         finding_id: int | None = None,
-        reached: Mapping[ContactId, int] | None = None,
+        reached: Reached | None = None,
     ) -> AlertId | None:
         """One finding through the pipeline; the id of the alert it opened or joined.
 
         `finding_id`: its row in `findings`, marked handled in the same transaction, so a finding
-        handed over twice (taken up again after a crash) is acted on once. `reached`: contacts
-        already paged for it directly (the alert could not be recorded in time); their first
-        notice is recorded as delivered, not sent again.
+        handed over twice (taken up again after a crash) is acted on once. `reached`: asked just
+        before a first notice is planned, the contacts already paged for it directly (it was not
+        recorded in time); their first notice is recorded as delivered, not sent again.
         """
         if finding.resident_id not in self.directory.residents:
             # Registered since the routing was last loaded (it reloads every few seconds).
@@ -170,11 +173,12 @@ class Engine:
         conn: store.AsyncConn,
         alert: Alert,
         outgoing: list[Outgoing],
-        reached: Mapping[ContactId, int] | None,
+        reached_by: Reached | None,
         now: int,
     ) -> list[Outgoing]:
         """The first notices whose contact was paged directly are recorded as delivered (one
         press, one page); the rest are to be sent."""
+        reached = await reached_by() if reached_by is not None and outgoing else {}
         if not reached:
             return outgoing
         left = []

@@ -78,10 +78,16 @@ class EmergencyFallback:
         """The engine has recorded it: nothing more to do here."""
         self._waiting.pop(_key(finding), None)
 
-    async def claim(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
-        """The engine takes this finding in hand: no direct page starts for it meanwhile (for
-        HANDLING_S at most), and it learns whom a direct page already reached, once a page
-        under way has ended or `wait_s` has passed, to record them as paged."""
+    def claim(self, finding: Finding) -> None:
+        """The engine takes this finding in hand: no direct page starts for it meanwhile, for
+        HANDLING_S at most (then it is paged directly all the same: twice rather than none)."""
+        waiting = self._waiting.get(_key(finding))
+        if waiting is not None:
+            waiting.handling = time.monotonic()
+
+    async def reached(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
+        """Whom a direct page reached for this finding (and on which channel), once a page
+        under way has ended or `wait_s` has passed: the engine records them as paged."""
         waiting = self._waiting.get(_key(finding))
         if waiting is None:
             return {}
@@ -90,7 +96,6 @@ class EmergencyFallback:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                 async with asyncio.timeout(wait_s):
                     await asyncio.shield(waiting.page)
-        waiting.handling = time.monotonic()
         return dict(waiting.reached)
 
     def release(self, finding: Finding) -> None:

@@ -191,7 +191,8 @@ def test_the_direct_page_waits_while_the_engine_handles_the_press_and_not_foreve
         notifier = _Notifier()
         fallback = EmergencyFallback(notifier, lambda: current, "http://c/", lambda: DAY_MS)
         fallback.watch(press)
-        claimed = await fallback.claim(press, 1.0)  # the engine has it, within the grace
+        fallback.claim(press)  # the engine has it, within the grace
+        claimed = await fallback.reached(press, 1.0)
         later = time.monotonic() + GRACE_S + 1
         seen = []
         with patch("alerts.fallback.time.monotonic", return_value=later):
@@ -204,7 +205,7 @@ def test_the_direct_page_waits_while_the_engine_handles_the_press_and_not_foreve
             seen.append(len(notifier.sent))
         # Reached, so the engine records this contact as paged rather than paging again.
         assert claimed == {}
-        assert await fallback.claim(press, 1.0) == {staff.id: 0}
+        assert await fallback.reached(press, 1.0) == {staff.id: 0}
         return seen
 
     assert asyncio.run(scenario()) == [0, 1]
