@@ -485,12 +485,21 @@ def hostile(ward: Ward, plan: Plan, rng: random.Random) -> str:
     client.connect("127.0.0.1", ward.broker.port)
     client.loop_start()
     sent, started, rate = 0, time.monotonic(), plan.hostile_rate
+    huge = {  # one in a hundred: 5 MB (this broker, unlike the shipped one, lets them through)
+        "status": b'{"fw": "' + b"A" * 5_000_000 + b'"}',
+        "telemetry": b'{"samples": [' + b"[" * 5_000_000,
+        "event": rng.randbytes(5_000_000),
+    }
     try:
-        for suffix, payload in payloads(
+        for suffix, generated in payloads(
             seed=3, count=int(rate * plan.seconds), now_ms=int(time.time() * 1000)
         ):
             device = suffix.split("/")[0].replace("-0001", f"-{HOSTILE_TARGET}")
             channel = suffix.split("/", 1)[1] if "/" in suffix else "telemetry"
+            payload = generated
+            if sent % 100 == 99:
+                channel = list(huge)[sent // 100 % len(huge)]
+                payload = huge[channel]
             client.publish(f"{ward.prefix}/{device}/{channel}", payload, qos=0)
             sent += 1
             ahead = sent / rate - (time.monotonic() - started)
@@ -499,7 +508,10 @@ def hostile(ward: Ward, plan: Plan, rng: random.Random) -> str:
     finally:
         client.loop_stop()
         client.disconnect()
-    return f"{sent:,} generated hostile payloads at {rate} msg/s beside the traffic"
+    return (
+        f"{sent:,} generated hostile payloads (NUL, deep nesting, bad UTF-8, 1 % of 5 MB) at"
+        f" {rate} msg/s beside the traffic"
+    )
 
 
 def nothing(ward: Ward, plan: Plan, rng: random.Random) -> str:
