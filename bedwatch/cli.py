@@ -69,7 +69,14 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="one JSON object per log line")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the service: ingest, detectors, alerts")
+    run = sub.add_parser(
+        "run",
+        help="run the service: ingest, detectors, alerts",
+        description="Run the service: ingest, detectors, alerts and the web console, until"
+        " SIGTERM or Ctrl-C (then it stores and acknowledges what it has taken, and exits 0).",
+        epilog=run_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.set_defaults(handler=_run)
 
     db = sub.add_parser("db", help="database administration")
@@ -90,6 +97,32 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         elif command == name:
             importlib.import_module(module_name).register(sub)
     return parser
+
+
+def run_epilog() -> str:
+    """Where settings come from, with the usual variables and their defaults (from the code)."""
+    d = Settings()
+    rows = [
+        ("BEDWATCH_MQTT_URL", "the broker", d.mqtt.url),
+        ("BEDWATCH_DATABASE_URL", "PostgreSQL", d.database.url),
+        ("BEDWATCH_HTTP_ADDR", "console, API, /metrics, /health", d.http.addr),
+        ("BEDWATCH_TOPIC_PREFIX", "MQTT topic prefix", d.mqtt.topic_prefix),
+    ]
+    usual = "\n".join(
+        f"    {name:<23} {what}\n    {'':<23} default {value}" for name, what, value in rows
+    )
+    return (
+        "settings:\n"
+        "  Built-in defaults, then a settings file (-c FILE or BEDWATCH_CONFIG=FILE; TOML with\n"
+        "  the sections [mqtt] [database] [ingest] [retention] [alerts] [http]), then BEDWATCH_*\n"
+        "  environment variables; all checked at start. The usual ones:\n\n"
+        f"{usual}\n\n"
+        "  Any other setting as BEDWATCH_<SECTION>__<KEY>, e.g. BEDWATCH_MQTT__CLIENT_ID=ward-2\n"
+        "  or BEDWATCH_ALERTS__PUBLIC_URL=https://care.example.org. Every setting with its\n"
+        '  default: README.md, "Configuration".\n\n'
+        "first time:\n"
+        "  bedwatch db migrate && bedwatch registry load site.toml && bedwatch run\n"
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:

@@ -50,3 +50,30 @@ def test_the_harness_keeps_its_own_variables_from_the_service(
     load_settings(environ=env)  # would refuse BEDWATCH_TEST_ADMIN_URL as an unknown setting
     with pytest.raises(SettingsError, match="BEDWATCH_TEST_ADMIN_URL"):
         load_settings(environ=dict(os.environ))
+
+
+def test_run_help_says_where_settings_come_from_and_its_examples_load(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser(["run"]).parse_args(["run", "--help"])
+    text = capsys.readouterr().out
+    defaults = load_settings(environ={})
+    for name, value in [
+        ("BEDWATCH_MQTT_URL", defaults.mqtt.url),
+        ("BEDWATCH_DATABASE_URL", defaults.database.url),
+        ("BEDWATCH_HTTP_ADDR", defaults.http.addr),
+        ("BEDWATCH_TOPIC_PREFIX", defaults.mqtt.topic_prefix),
+    ]:
+        assert name in text
+        assert f"default {value}" in text
+    # The examples it gives are settings the loader takes.
+    loaded = load_settings(
+        environ={
+            "BEDWATCH_MQTT__CLIENT_ID": "ward-2",
+            "BEDWATCH_ALERTS__PUBLIC_URL": "https://care.example.org",
+        }
+    )
+    assert "BEDWATCH_MQTT__CLIENT_ID=ward-2" in text
+    assert loaded.mqtt.client_id == "ward-2"
+    assert loaded.alerts.public_url == "https://care.example.org"
