@@ -21,7 +21,12 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[o
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {exc}".strip()) from exc
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {one_line(exc)}") from exc
+
+
+def one_line(exc: BaseException) -> str:
+    """libpq's message on one line (it adds a tab-indented hint on a line of its own)."""
+    return " ".join(str(exc).split())
 
 
 def redact(url: str) -> str:
@@ -44,7 +49,9 @@ def ensure_database(settings: DatabaseSettings) -> bool:
             return False
     except psycopg.OperationalError as exc:
         if "does not exist" not in str(exc):
-            raise DatabaseUnavailable(f"cannot connect to {redact(settings.url)}: {exc}") from exc
+            raise DatabaseUnavailable(
+                f"cannot connect to {redact(settings.url)}: {one_line(exc)}"
+            ) from exc
     admin_url = urlunsplit(parts._replace(path="/postgres"))
     with connect(admin_url, autocommit=True) as conn:
         try:

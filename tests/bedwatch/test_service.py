@@ -31,3 +31,25 @@ def test_a_busy_http_port_is_a_clear_error_before_any_message_is_taken(database_
     last = run.stderr.strip().splitlines()[-1]
     assert last == f"bedwatch: http: http.addr 127.0.0.1:{port}: Address already in use"
     assert "MQTT connected" not in run.stderr  # it never took a message
+
+
+def test_a_refused_database_is_one_line_and_exit_1() -> None:
+    port = free_port()  # nothing listens there
+    env = service_env(
+        BEDWATCH_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/bedwatch",
+        BEDWATCH_MQTT_URL="mqtt://127.0.0.1:1883",
+        BEDWATCH_TOPIC_PREFIX=unique_prefix(),
+        BEDWATCH_HTTP_ADDR=f"127.0.0.1:{free_port()}",
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "bedwatch.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1, run.stderr
+    [line] = run.stderr.strip().splitlines()  # one line, no continuation
+    assert f"cannot connect to postgresql://postgres@127.0.0.1:{port}/bedwatch:" in line
+    assert "Connection refused" in line
