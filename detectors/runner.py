@@ -276,7 +276,7 @@ class DetectorRunner:
                 self._behind(config, sample)
             return []
         b.last_ts_ms = sample.ts_ms
-        # With a pad, the band's heart rate counts in bed only, as DESIGN.md asks; with every
+        # With a pad, the band's heart rate counts in bed only, as docs/design.md asks; with every
         # pad silent or offline, nothing says where the resident is and the band is the only eye.
         pads = [d for d, kind in config.devices.items() if kind is DeviceKind.MATTRESS]
         pads_dark = all(r.liveness(d).silent for d in pads)

@@ -1,4 +1,4 @@
-"""Per-resident detector settings: every threshold of DESIGN.md, with its default and its unit."""
+"""Per-resident detector settings: every threshold of docs/design.md, with its default and its unit."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from simulators.sleep import Interval, NightPlan, PlanConstraints, local_seconds
 from simulators.vitals import Effect, EffectKind
 
 FOREVER_S = 10**7  # an effect that lasts to the end of any window
-# Detector thresholds from DESIGN.md, used only to say what a correct detector should raise.
+# Detector thresholds from docs/design.md, used only to say what a correct detector should raise.
 EXIT_NO_RETURN_S = 20 * 60
 NIGHT_WINDOW_H = (21.0, 7.0)
 PAUSE_ALARM_S = 30
@@ -162,7 +162,7 @@ def _fall(b: _Builder, spec: ScenarioSpec, at: int) -> None:
     b.quiet.append((at - walk - 600, at + (ret or 0) + 600))
     b.exits.append((at - walk, back))
     b.events.append(ScriptedEvent(at, Role.WRISTBAND, "fall", {"conf": spec.params["conf"]}))
-    # An open fall suppresses bed_exit_no_return (DESIGN.md inhibition), so only `fall` is due.
+    # An open fall suppresses bed_exit_no_return (docs/design.md inhibition), so only `fall` is due.
     b.record(spec, Role.WRISTBAND, at, back, [Expect.FALL], {"left_bed_s": walk})
 
 

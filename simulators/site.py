@@ -40,7 +40,7 @@ def residents_of(beds: int, first: int = 1) -> tuple[Devices, ...]:
 
 
 def site_toml(residents: tuple[Devices, ...], hook_url: str = "json://127.0.0.1:8080/hook") -> str:
-    """The site file (DESIGN.md shape) for `bedwatch registry load`."""
+    """The site file (docs/design.md shape) for `bedwatch registry load`."""
     lines: list[str] = []
     for cid, name, role, lang in SIM_CONTACTS:
         lines += [

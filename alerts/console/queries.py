@@ -12,7 +12,7 @@ from alerts.store import AsyncConn
 from detectors.findings import FindingKind, Severity
 from ingest.records import ResidentId
 
-# Silent this long, a device counts as offline (the device_silent defaults of DESIGN.md).
+# Silent this long, a device counts as offline (the device_silent defaults of docs/design.md).
 OFFLINE_AFTER_S = {"mattress": 300, "wristband": 1800}
 IN_BED_FRESH_S = 120  # an occupancy reading older than this says nothing about now
 NIGHT_FROM = time(18, 0)  # a night view spans 18:00 local to 12:00 the next day

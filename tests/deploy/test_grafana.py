@@ -165,7 +165,7 @@ def seed(url: str) -> None:
             {"on": NOW - timedelta(hours=3), "off": NOW - timedelta(hours=2)},
         )
         if has_alerts(url):
-            # The columns DESIGN.md names, plus whatever else the table demands as times.
+            # The columns docs/design.md names, plus whatever else the table demands as times.
             extra = [
                 r[0]
                 for r in conn.execute(

@@ -1,4 +1,4 @@
-"""Detector settings: DESIGN.md's defaults, and strict parsing of a site file's table."""
+"""Detector settings: docs/design.md's defaults, and strict parsing of a site file's table."""
 
 from __future__ import annotations
 
