@@ -183,7 +183,8 @@ class Demo:
     def _header(self, settings: Settings, token: str, device_url: str, protocol: int) -> None:
         say = self.console.say
         web = f"http://{settings.http.addr}"
-        say(f"  web console {web}/  (login token for {ward.NURSE.name}: {token})")
+        say(f"  web console {web}/console/")
+        say(f"  log in as   contact {ward.NURSE.id}, token {token}  ({ward.NURSE.name})")
         say(
             f"  API         curl -X POST -H 'Authorization: Bearer {token}' "
             f"{web}/api/v1/alerts/ID/ack"

@@ -21,6 +21,7 @@ import pytest
 from bedwatch.demo import ward
 from bedwatch.demo.database import EmbeddedPostgres
 from detectors.findings import FindingKind
+from tests.console.site import Browserless
 from tests.support import free_port, service_env
 
 pytestmark = pytest.mark.slow
@@ -165,6 +166,12 @@ def test_ctrl_c_stops_everything_cleanly(data_dir: Path) -> None:
     demo = Demo(data_dir)
     demo.wait_for(r"ALERT #1 ", timeout_s=40)
     ports = demo.broker_ports()
+    # The login it prints is the one the console's form asks for, and it works.
+    login = re.search(r"log in as +contact (\S+), token (\S+)", demo.output)
+    assert login, demo.output
+    console = Browserless(f"http://{demo.http_addr}")
+    assert console.login(login[1], login[2]) == 303
+    assert console.request("/console/")[0] == 200
     # A terminal's Ctrl-C goes to the whole process group, children included.
     os.killpg(demo.proc.pid, signal.SIGINT)
     assert demo.finish(timeout_s=30) == 0, demo.output
