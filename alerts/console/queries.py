@@ -185,6 +185,23 @@ def latest_night(now: datetime, timezone: str) -> date:
     return local.date() if local.time() >= NIGHT_FROM else local.date() - timedelta(days=1)
 
 
+async def night_with_data(
+    conn: AsyncConn, resident_id: ResidentId, now: datetime, timezone: str
+) -> date:
+    """The latest night with pad data for the resident, up to the one under way: where the
+    night view opens (the calendar night is empty until the evening)."""
+    cur = await conn.execute(
+        "SELECT max(m.time) FROM devices d CROSS JOIN LATERAL ("
+        "  SELECT time FROM mattress_samples WHERE device_id = d.id AND source = 'device'"
+        "  AND time <= %s ORDER BY time DESC LIMIT 1) m"
+        " WHERE d.resident_id = %s AND d.kind = 'mattress'",
+        (now, resident_id),
+    )
+    row = await cur.fetchone()
+    latest = row[0] if row is not None else None
+    return latest_night(latest if latest is not None else now, timezone)
+
+
 async def night(conn: AsyncConn, resident_id: ResidentId, day: date, timezone: str) -> Night:
     start = night_start(day, timezone)
     end = start + timedelta(hours=NIGHT_HOURS)

@@ -204,11 +204,12 @@ class Console:
             found = await queries.residents(conn, session.contact_id, now, rid)
             if not found:
                 return self._html(request, views.page(w, body=w("not_found")), 404)
-            today = queries.latest_night(now, found[0].timezone)
+            tz = found[0].timezone
+            today = queries.latest_night(now, tz)
             try:
-                day = date.fromisoformat(request.query_params.get("night", today.isoformat()))
-            except ValueError:
-                day = today
+                day = date.fromisoformat(request.query_params["night"])
+            except (KeyError, ValueError):
+                day = await queries.night_with_data(conn, rid, now, tz)
             data = await queries.night(conn, rid, day, found[0].timezone)
         body = views.night(w, found[0], data, today)
         nav = self._nav(w, request, session)

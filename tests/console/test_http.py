@@ -7,7 +7,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -204,3 +204,25 @@ def test_the_night_page_lists_findings_in_data_uploaded_late(
     assert "补传数据中的发现（未推送）" in page
     assert page.count("23:40") == 1  # the finding, not its end
     assert "这一晚的告警" not in page  # no alert was raised
+
+
+def test_the_night_page_opens_on_the_latest_night_with_data(
+    database_url: str, broker_url: str, prefix: str
+) -> None:
+    night = last_night() - timedelta(days=2)  # then nothing: a pad away for two nights
+    at = datetime.combine(night, time(23, 0), ZoneInfo(TZ))
+    with running_site(database_url, broker_url, prefix) as run:
+        with psycopg.connect(database_url) as conn:
+            conn.execute(
+                "INSERT INTO mattress_samples (time, device_id, resident_id, source, hr, rr,"
+                " move, occ, sq) SELECT %s + n * interval '1 minute', 'mat-0101', 'r-0101',"
+                " 'device', 60, 14, 1, 1, 90 FROM generate_series(0, 59) n",
+                (at,),
+            )
+        zhang = Browserless(run.base)
+        assert zhang.login("c-zhang", run.tokens["c-zhang"]) == 303
+        status, _, page = zhang.request("/console/residents/r-0101/night")
+    assert status == 200
+    # That night, with its neighbours a click away, not the empty calendar night.
+    assert f"?night={night - timedelta(days=1)}" in page
+    assert f"?night={night + timedelta(days=1)}" in page
