@@ -14,7 +14,7 @@ from ingest.records import ResidentId
 
 # Silent this long, a device counts as offline (the device_silent defaults of docs/design.md).
 OFFLINE_AFTER_S = {"mattress": 300, "wristband": 1800}
-IN_BED_FRESH_S = 120  # an occupancy reading older than this says nothing about now
+IN_BED_FRESH_S = 120  # a pad not heard from for this long says nothing about now
 NIGHT_FROM = time(18, 0)  # a night view spans 18:00 local to 12:00 the next day
 NIGHT_HOURS = 18
 
@@ -153,10 +153,14 @@ def _status(
         fresh = seen is not None and (now - seen).total_seconds() < OFFLINE_AFTER_S[kind]
         battery = w_bat if w_bat is not None else status_bat
         devices.append(DeviceStatus(dev_id, kind, fresh and state != "offline", seen, battery))
-        if m_time is not None and vitals_at is None:
+        # What the pad says now: its latest reading, if the pad was heard from lately. Judged
+        # by when the service received it, as "online" and "N min ago" are, not by the device's
+        # own timestamp (a clock that is off, or a night uploaded late, must not make the
+        # card say "no recent data" beside live readings, or show old readings as current).
+        heard = seen is not None and (now - seen).total_seconds() < IN_BED_FRESH_S
+        if m_time is not None and vitals_at is None and heard:
             vitals_at, hr, rr = m_time, m_hr, m_rr
-            if (now - m_time).total_seconds() < IN_BED_FRESH_S and m_occ is not None:
-                in_bed = m_occ == 1
+            in_bed = None if m_occ is None else m_occ == 1
     return ResidentStatus(rid, name, room, tz, in_bed, hr, rr, vitals_at, tuple(devices))
 
 

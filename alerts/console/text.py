@@ -39,6 +39,7 @@ WORDS = {
     "resolve": ("已处理", "Resolve"),
     "acked_by": ("已由 {} 确认", "acknowledged by {}"),
     "since": ("开始于", "since"),
+    "raised": ("报警于", "raised"),
     "ago": ("{} 分钟前", "{} min ago"),
     "times": ("共 {} 次", "{} times"),
     "in_bed": ("在床", "In bed"),

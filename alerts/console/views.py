@@ -86,7 +86,9 @@ def alert_list(
 
 def _alert(w: Words, a: AlertRow, csrf: str, now: datetime, names: Mapping[str, str]) -> str:
     since = a.started_at.astimezone(ZoneInfo(a.timezone)).strftime("%m-%d %H:%M")
-    facts = [f"{e(w('since'))} {since} · {_ago(w, a.opened_at, now)}"]
+    # Two facts, each named: when it began (device time, as the evidence has it) and when the
+    # alert was raised here; a night uploaded late begins long before it is raised.
+    facts = [f"{e(w('since'))} {since}", f"{e(w('raised'))} {_ago(w, a.opened_at, now)}"]
     if a.count > 1:
         facts.append(e(w("times", a.count)))
     if a.state is AlertState.ACKNOWLEDGED and a.acked_by:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from alerts.console import plots
 from alerts.console.auth import SESSION_TTL_S, Sessions, token_digest
-from alerts.console.queries import latest_night
-from alerts.console.text import Lang, choose
+from alerts.console.queries import ResidentStatus, _status, latest_night
+from alerts.console.text import Lang, Words, choose
+from alerts.console.views import resident_list
 from alerts.model import ContactId
+from ingest.records import ResidentId
 
 NOW_MS = 1_764_194_465_000
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -80,3 +82,23 @@ def test_static_files_are_read_once_and_made_up_names_are_not_cached() -> None:
     assert routes._static("../routes.py") is None
     assert routes._static(known[0]) is not None
     assert routes._static_files.cache_info().currsize == 1
+
+
+def test_a_resident_card_judges_freshness_by_when_the_pad_was_heard() -> None:
+    now = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    replayed = datetime(2026, 12, 1, 2, 10, tzinfo=UTC)  # a night played back, or a skewed clock
+
+    def card(heard: datetime) -> ResidentStatus:
+        row = ("r-1", "mat-1", "mattress", heard, "online", None, replayed, 61.0, 14.0, 1, None)
+        return _status(ResidentId("r-1"), "王", "3-1", "Asia/Shanghai", [row], now)
+
+    live = card(now - timedelta(seconds=5))
+    assert (live.in_bed, live.hr, live.rr) == (True, 61.0, 14.0)  # not "no recent data"
+    assert live.devices[0].online
+    quiet = card(now - timedelta(minutes=3))
+    assert (quiet.in_bed, quiet.hr, quiet.rr) == (None, None, None)  # no stale values as current
+    words = Words(Lang.EN)
+    text = resident_list(words, [live], now)
+    assert "No recent data" not in text
+    assert "<b>61</b>" in text
+    assert "No recent data" in resident_list(words, [quiet], now)
