@@ -1,4 +1,4 @@
-"""Per-resident detector settings: every threshold of docs/design.md, with its default and its unit."""
+"""Per-resident detector settings: every threshold of docs/design.md, its default and unit."""
 
 from __future__ import annotations
 

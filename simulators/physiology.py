@@ -8,7 +8,8 @@ from enum import IntEnum
 import numpy as np
 
 # Natural physiology stays strictly inside these bounds so that no detector has a right to alarm
-# on an unscripted night (docs/design.md thresholds: HR <= 40 or >= 111, RR <= 8 or >= 21, SpO2 <= 93).
+# on an unscripted night (docs/design.md thresholds: HR <= 40 or >= 111, RR <= 8 or >= 21,
+# SpO2 <= 93).
 NATURAL_HR_BPM = (44.0, 105.0)
 NATURAL_RR_BPM = (10.0, 20.0)
 NATURAL_SPO2_PCT = (94.0, 99.0)
