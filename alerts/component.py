@@ -23,7 +23,7 @@ from alerts.fallback import EmergencyFallback
 from alerts.host import Host, Web
 from alerts.intake import FindingIntake, Stored
 from alerts.links import Links
-from alerts.model import AlertId, ContactId
+from alerts.model import AlertId, ContactId, DirectPage
 from alerts.notifier import AppriseNotifier, Notifier
 from alerts.settings import AlertsSettings
 from detectors.findings import Finding, Severity
@@ -316,7 +316,7 @@ class AlertsComponent:
             finding_id, finding = item
             self.fallback.claim(finding)
 
-            async def reached() -> Mapping[ContactId, int]:
+            async def reached() -> Mapping[ContactId, DirectPage]:
                 return await self.fallback.reached(finding, self.settings.delivery_timeout_s)
 
             try:

@@ -23,9 +23,9 @@ from alerts.model import (
     AlertState,
     Contact,
     ContactId,
+    DirectPage,
     Outgoing,
     Reason,
-    Result,
     Via,
 )
 from alerts.notifier import redact
@@ -43,8 +43,8 @@ from detectors.findings import Finding, FindingKind, Severity
 
 log = logging.getLogger(__name__)
 
-# Whom a direct page already reached for a finding (contact -> channel index).
-Reached = Callable[[], Awaitable[Mapping[ContactId, int]]]
+# Whom a direct page already reached for a finding, and how.
+Reached = Callable[[], Awaitable[Mapping[ContactId, DirectPage]]]
 
 SYSTEM = "system"
 DUE_BATCH = 100
@@ -183,12 +183,13 @@ class Engine:
             return outgoing
         left = []
         for row in outgoing:
-            if row.contact_id not in reached:
+            page = reached.get(row.contact_id)
+            contact = self.directory.contacts.get(row.contact_id)
+            if page is None or contact is None or page.channel_index >= len(contact.channels):
                 left.append(row)
                 continue
-            await store.record_result(
-                conn, row.id, Result.DELIVERED, error="", retryable=None, duration_ms=0.0
-            )
+            channel = redact(contact.channels[page.channel_index])
+            await store.record_direct(conn, row.id, page, channel)
         done = sorted(c for c in reached if any(o.contact_id == c for o in outgoing))
         if done:
             await store.audit(

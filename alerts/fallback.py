@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from alerts.config import NEVER_MUTED
 from alerts.delivery import Current
 from alerts.messages import render
-from alerts.model import Alert, AlertId, AlertState, Contact, ContactId, Resident
+from alerts.model import Alert, AlertId, AlertState, Contact, ContactId, DirectPage, Resident
 from alerts.notifier import Notifier
 from alerts.routing import step_contacts
 from detectors.findings import Finding, FindingKind
@@ -38,7 +38,7 @@ class _Waiting:
     paged: bool = False
     page: asyncio.Task[None] | None = None
     handling: float | None = None  # when the engine took it in hand (monotonic)
-    reached: dict[ContactId, int] = field(default_factory=dict)  # contact -> channel index
+    reached: dict[ContactId, DirectPage] = field(default_factory=dict)
 
 
 class EmergencyFallback:
@@ -85,8 +85,8 @@ class EmergencyFallback:
         if waiting is not None:
             waiting.handling = time.monotonic()
 
-    async def reached(self, finding: Finding, wait_s: float) -> dict[ContactId, int]:
-        """Whom a direct page reached for this finding (and on which channel), once a page
+    async def reached(self, finding: Finding, wait_s: float) -> dict[ContactId, DirectPage]:
+        """Whom a direct page reached for this finding (on which channel, when), once a page
         under way has ended or `wait_s` has passed: the engine records them as paged."""
         waiting = self._waiting.get(_key(finding))
         if waiting is None:
@@ -172,9 +172,10 @@ class EmergencyFallback:
         )
         message = render(alert, resident, contact, self._console_url, self._clock(), reminder=False)
         for index, url in enumerate(contact.channels):
+            sent_ms = self._clock()
             delivery = await self._notifier.send(url, message.title, message.body, critical=True)
             if delivery.ok:
-                waiting.reached[contact.id] = index
+                waiting.reached[contact.id] = DirectPage(index, sent_ms, delivery.duration_ms)
                 return True
             log.warning("direct page to %s failed: %s", contact.id, delivery.error)
         return False

@@ -100,3 +100,12 @@ class Outgoing:
     title: str
     body: str
     critical: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DirectPage:
+    """A page sent straight from memory (the alert could not be recorded in time)."""
+
+    channel_index: int
+    sent_ms: int  # when the attempt began (the engine's clock)
+    duration_ms: float

@@ -16,6 +16,7 @@ from alerts.model import (
     AlertId,
     AlertState,
     ContactId,
+    DirectPage,
     NotificationId,
     Outgoing,
     Reason,
@@ -249,6 +250,18 @@ async def record_result(
         (result.value, error, retryable, duration_ms, notification_id),
     )
     return cur.rowcount == 1
+
+
+async def record_direct(
+    conn: AsyncConn, notification_id: NotificationId, page: DirectPage, channel: str
+) -> None:
+    """A first notice that went out straight from memory: delivered then, on that channel."""
+    await conn.execute(
+        "UPDATE notifications SET result = 'delivered', channel_index = %s, channel = %s,"
+        " sent_at = %s, duration_ms = %s, error = NULL, retryable = NULL"
+        " WHERE id = %s AND result = 'sending'",
+        (page.channel_index, channel, ts(page.sent_ms), page.duration_ms, notification_id),
+    )
 
 
 async def cancel_pending(conn: AsyncConn, alert_id: AlertId) -> int:

@@ -61,6 +61,9 @@ def test_an_sos_during_a_database_outage_is_paged_from_memory(
     assert waited < 10.0
     assert len(http.got("zhang")) == 1
     assert notices == [("c-zhang", "delivered")]
+    # Counted in the service levels at the time it was sent, not when it could be recorded.
+    [(paged_s,)] = query(database_url, "SELECT press_to_page_s FROM alert_answer_times")
+    assert 2.0 <= paged_s < 10.0
     assert query(
         database_url, "SELECT action, detail->'contacts' FROM alert_audit ORDER BY id"
     ) == [

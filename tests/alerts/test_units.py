@@ -16,7 +16,7 @@ from alerts.directory import Directory
 from alerts.fallback import GRACE_S, EmergencyFallback
 from alerts.links import LinkError, Links
 from alerts.messages import evidence_line
-from alerts.model import AlertId, Contact, ContactId, Resident
+from alerts.model import AlertId, Contact, ContactId, DirectPage, Resident
 from alerts.notifier import Delivery, redact
 from alerts.routing import backoff_s, next_action_ms, quiet_until_ms
 from detectors.findings import Severity
@@ -205,7 +205,7 @@ def test_the_direct_page_waits_while_the_engine_handles_the_press_and_not_foreve
             seen.append(len(notifier.sent))
         # Reached, so the engine records this contact as paged rather than paging again.
         assert claimed == {}
-        assert await fallback.reached(press, 1.0) == {staff.id: 0}
+        assert await fallback.reached(press, 1.0) == {staff.id: DirectPage(0, DAY_MS, 1.0)}
         return seen
 
     assert asyncio.run(scenario()) == [0, 1]

@@ -1,0 +1,111 @@
+"""Service levels from the database: a scripted month whose answer times are known in advance."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+
+from bedwatch.migrate import migrate
+from bedwatch.settings import Settings
+from tests.support import query
+
+MONTH = date(2026, 11, 1)
+
+
+def scripted_month(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """30 days; each day a critical SOS at 02:00 UTC and a medium alert at 14:00 UTC.
+
+    The SOS of day d (1-30): pressed at 02:00:00, raised 1 s later, first page delivered 2 s
+    after the press (a failed attempt before it does not count), acknowledged d * 10 s after it
+    was raised; day 30's is never acknowledged (resolved by the system: unanswered). The medium
+    alert is paged 5 s after it is raised and acknowledged 600 s after.
+    """
+    for d in range(1, 31):
+        day = datetime(MONTH.year, MONTH.month, d, tzinfo=UTC)
+        press = day + timedelta(hours=2)
+        raised = press + timedelta(seconds=1)
+        acked = None if d == 30 else raised + timedelta(seconds=d * 10)
+        alert(conn, "sos", "critical", press, raised, acked, pages=[(raised, 1000.0, False),
+              (raised + timedelta(seconds=0.5), 500.0, True)])  # fmt: skip
+        start = day + timedelta(hours=14)
+        alert(conn, "immobile", "medium", start, start, start + timedelta(seconds=600),
+              pages=[(start + timedelta(seconds=4), 1000.0, True)])  # fmt: skip
+
+
+def alert(
+    conn: psycopg.Connection[tuple[object, ...]],
+    kind: str,
+    severity: str,
+    started: datetime,
+    raised: datetime,
+    acked: datetime | None,
+    pages: list[tuple[datetime, float, bool]],
+) -> None:
+    row = conn.execute(
+        "INSERT INTO alerts (resident_id, kind, severity, state, opened_at, acked_at, acked_by,"
+        " resolved_at, resolved_by, started_at, last_seen_at, tier)"
+        " VALUES ('r-0101', %s, %s, 'resolved', %s, %s, %s, %s, %s, %s, %s, 0) RETURNING id",
+        (
+            kind,
+            severity,
+            raised,
+            acked,
+            None if acked is None else "c-zhang",
+            raised + timedelta(hours=1),
+            "system" if acked is None else "c-zhang",
+            started,
+            started,
+        ),
+    ).fetchone()
+    assert row is not None
+    for sent, duration_ms, ok in pages:
+        conn.execute(
+            "INSERT INTO notifications (alert_id, contact_id, channel_index, channel, attempt,"
+            " reason, result, title, body, created_at, due_at, sent_at, duration_ms)"
+            " VALUES (%s, 'c-zhang', 0, 'json://x', 1, 'opened', %s, 't', 'b', %s, %s, %s, %s)",
+            (row[0], "delivered" if ok else "failed", sent, sent, sent, duration_ms),
+        )
+
+
+def test_answer_times_of_a_scripted_month_to_the_second(database_url: str) -> None:
+    migrate(Settings().replace("database", url=database_url, create_database=False))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        scripted_month(conn)
+
+    per_alert = query(
+        database_url,
+        "SELECT kind, press_to_page_s, page_to_ack_s, answer_s, unanswered"
+        " FROM alert_answer_times ORDER BY opened_at",
+    )
+    assert len(per_alert) == 60
+    sos = [r for r in per_alert if r[0] == "sos"]
+    for d, (_, press_to_page, page_to_ack, answer, unanswered) in enumerate(sos, start=1):
+        assert press_to_page == 2.0  # raised 1 s after the press, delivered 1 s later
+        if d < 30:
+            assert answer == d * 10
+            assert page_to_ack == d * 10 - 1
+            assert not unanswered
+        else:
+            assert (answer, page_to_ack, unanswered) == (None, None, True)
+    assert {r[1:] for r in per_alert if r[0] == "immobile"} == {(5.0, 595.0, 600.0, False)}
+
+    [(alerts, within_60, within_180, unanswered, p50, p90, worst, page_p50, page_max)] = query(
+        database_url,
+        "SELECT sum(alerts), sum(answered_60s), sum(answered_180s), sum(unanswered),"
+        " percentile_cont(0.5) WITHIN GROUP (ORDER BY answer_p50_s),"
+        " max(answer_p90_s), max(answer_max_s), max(press_to_page_p50_s),"
+        " max(press_to_page_max_s)"
+        " FROM alert_service_levels_daily WHERE severity = 'critical'",
+    )
+    # Answered in 10, 20, ... 290 s: 6 within 60 s, 18 within 180 s, of 30 raised.
+    assert (alerts, within_60, within_180, unanswered) == (30, 6, 18, 1)
+    assert (worst, page_p50, page_max) == (290.0, 2.0, 2.0)
+    assert p50 == 150.0  # one alert a day: its own answer time is the day's median
+    assert p90 == 290.0
+    days = query(
+        database_url,
+        "SELECT day, alerts FROM alert_service_levels_daily WHERE severity = 'medium' ORDER BY day",
+    )
+    assert [d for d, _ in days] == [MONTH + timedelta(days=i) for i in range(30)]
+    assert {n for _, n in days} == {1}
