@@ -47,7 +47,9 @@ def datasource() -> dict[str, Any]:
 def grafana_sql(raw: str, residents: list[str]) -> str:
     """What Grafana sends for a panel's SQL, for a one-hour range with the given residents."""
     sql = raw
-    for column in ("m.bucket", "received_at"):
+    sql = sql.replace("$__timeFrom()", f"'{FROM.isoformat()}'")
+    sql = sql.replace("$__timeTo()", f"'{TO.isoformat()}'")
+    for column in ("m.bucket", "received_at", "opened_at"):
         sql = sql.replace(
             f"$__timeFilter({column})",
             f"{column} BETWEEN '{FROM.isoformat()}' AND '{TO.isoformat()}'",
@@ -199,6 +201,13 @@ def series(rows: Rows) -> dict[str, float]:
 
 # What each panel must show for the seeded data: r-1 in bed with heart rate ~61, r-2 empty.
 EXPECTED: dict[str, Callable[[Rows], bool]] = {
+    # (severity, alerts, unanswered): none of the three was acknowledged by anybody.
+    "Answer times by severity (time range)": lambda rows: (
+        [(r[0], r[1], r[8]) for r in rows] == [("critical", 1, 1), ("high", 1, 1), ("medium", 1, 1)]
+    ),
+    "Critical alerts answered within 60 s and 180 s, per day": lambda rows: (
+        [(r[1], r[2]) for r in rows] == [(0, 0)]
+    ),
     "Open alerts by severity": lambda rows: (
         rows == [("critical", 1), ("high", 0), ("medium", 1), ("low", 0)]
     ),
