@@ -9,6 +9,12 @@ import sys
 from tests.support import free_port, service_env, unique_prefix
 
 
+def bedwatch_run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`bedwatch run` for a test that expects it to refuse to start: its exit and its output."""
+    command = [sys.executable, "-m", "bedwatch.cli", "run"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_a_busy_http_port_is_a_clear_error_before_any_message_is_taken(database_url: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
@@ -19,14 +25,7 @@ def test_a_busy_http_port_is_a_clear_error_before_any_message_is_taken(database_
             BEDWATCH_MQTT__CLIENT_ID=f"bedwatch-busy-{free_port()}",
             BEDWATCH_HTTP_ADDR=f"127.0.0.1:{port}",
         )
-        run = subprocess.run(
-            [sys.executable, "-m", "bedwatch.cli", "run"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        run = bedwatch_run(env)
     assert run.returncode == 2, run.stderr
     last = run.stderr.strip().splitlines()[-1]
     assert last == f"bedwatch: http: http.addr 127.0.0.1:{port}: Address already in use"
@@ -41,14 +40,7 @@ def test_a_refused_database_is_one_line_and_exit_1() -> None:
         BEDWATCH_TOPIC_PREFIX=unique_prefix(),
         BEDWATCH_HTTP_ADDR=f"127.0.0.1:{free_port()}",
     )
-    run = subprocess.run(
-        [sys.executable, "-m", "bedwatch.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = bedwatch_run(env)
     assert run.returncode == 1, run.stderr
     [line] = run.stderr.strip().splitlines()  # one line, no continuation
     assert f"cannot connect to postgresql://postgres@127.0.0.1:{port}/bedwatch:" in line
