@@ -416,6 +416,7 @@ class Engine:
                 conn, alert_id, now, actor, "acknowledged", via, {"cancelled": cancelled}
             )
         alert_metrics.alert_moved(alert.kind, AlertState.ACKNOWLEDGED)
+        alert_metrics.alert_answered(alert.severity, (now - alert.opened_ms) / 1000)
         self._taken(alert)
         return Decision(Outcome.DONE, alert)
 

@@ -52,6 +52,16 @@ SOS_DISPATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+# Raised to acknowledged (the views in migration 0029 give the same per alert): the 60 s and
+# 180 s buckets are the telecare targets, so their ratios to _count are the shares answered.
+ANSWER_SECONDS = Histogram(
+    "bedwatch_alert_answer_seconds",
+    "From an alert being raised to its acknowledgement, by severity",
+    ["severity"],
+    buckets=(10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0, 3600.0),
+    registry=REGISTRY,
+)
+
 _TRACKED_MAX = 10_000  # SOS alerts whose first send is awaited; bounded if a send never happens
 
 
@@ -91,6 +101,10 @@ def alert_moved(kind: FindingKind, to: AlertState) -> None:
     TRANSITIONS.labels(kind.value, to.value).inc()
 
 
+def alert_answered(severity: Severity, seconds: float) -> None:
+    ANSWER_SECONDS.labels(severity.value).observe(max(0.0, seconds))
+
+
 def handing_over(alert_id: AlertId | None) -> None:
     """A notification is about to be handed to its channel."""
     _first_send.stage(alert_id, "handed")
@@ -114,6 +128,7 @@ class AlertCounts(Collector):
 
     def __init__(self) -> None:
         self._counts: list[tuple[str, str, str, int]] = []
+        self._fleet: list[tuple[str, str, int]] = []
 
     async def refresh(self, conn: AsyncConn) -> None:
         cur = await conn.execute(
@@ -121,6 +136,8 @@ class AlertCounts(Collector):
             " WHERE state IN ('open', 'acknowledged') GROUP BY kind, severity, state"
         )
         self._counts = [(k, s, st, int(n)) for k, s, st, n in await cur.fetchall()]
+        cur = await conn.execute(FLEET)
+        self._fleet = [(kind, state, int(n)) for kind, state, n in await cur.fetchall()]
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -136,6 +153,46 @@ class AlertCounts(Collector):
         for (kind, severity, state), n in sorted(seen.items()):
             family.add_metric([kind, severity, state], n)
         yield family
+        fleet = GaugeMetricFamily(
+            "bedwatch_devices",
+            "Active devices by kind and condition (registered, online, silent_1h, low_battery,"
+            " strap_off); a device may be in several",
+            labels=["kind", "state"],
+        )
+        for kind, state, n in self._fleet:
+            fleet.add_metric([kind, state], n)
+        yield fleet
+
+
+# The fleet as the operations centre asks after it. Online: heard within the device_silent
+# defaults (pad 5 min, wristband 30 min) and not reported offline; low battery: 20 % or less.
+FLEET = """
+WITH latest AS (
+    SELECT d.id, d.kind, h.last_seen_at, s.state AS reported, coalesce(b.bat, s.bat) AS bat,
+           w.worn
+    FROM devices d
+    LEFT JOIN device_health h ON h.device_id = d.id
+    LEFT JOIN LATERAL (SELECT state, bat FROM device_status WHERE device_id = d.id
+                       ORDER BY time DESC LIMIT 1) s ON true
+    LEFT JOIN LATERAL (SELECT bat FROM wristband_samples WHERE device_id = d.id
+                       AND d.kind = 'wristband' AND bat IS NOT NULL
+                       ORDER BY time DESC LIMIT 1) b ON true
+    LEFT JOIN LATERAL (SELECT worn FROM wristband_samples WHERE device_id = d.id
+                       AND d.kind = 'wristband' AND worn IS NOT NULL
+                       ORDER BY time DESC LIMIT 1) w ON true
+    WHERE d.active
+)
+SELECT kind, c.state, count(*) FILTER (WHERE hit) FROM latest, LATERAL (VALUES
+    ('registered', true),
+    ('online', last_seen_at > now() - CASE kind WHEN 'mattress' THEN interval '5 minutes'
+                                                ELSE interval '30 minutes' END
+               AND reported IS DISTINCT FROM 'offline'),
+    ('silent_1h', last_seen_at IS NULL OR last_seen_at < now() - interval '1 hour'),
+    ('low_battery', bat <= 20),
+    ('strap_off', kind = 'wristband' AND worn = 0)
+) AS c(state, hit)
+GROUP BY kind, c.state ORDER BY kind, c.state
+"""
 
 
 ALERT_COUNTS = AlertCounts()

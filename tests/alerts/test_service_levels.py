@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
+from alerts.metrics import FLEET
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
 from tests.support import query
@@ -109,3 +110,42 @@ def test_answer_times_of_a_scripted_month_to_the_second(database_url: str) -> No
     )
     assert [d for d, _ in days] == [MONTH + timedelta(days=i) for i in range(30)]
     assert {n for _, n in days} == {1}
+
+
+def test_the_fleet_gauges_count_each_condition(database_url: str) -> None:
+    migrate(Settings().replace("database", url=database_url, create_database=False))
+    now = datetime.now(UTC)
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        conn.execute("INSERT INTO residents (id, name) VALUES ('r-1', 'W'), ('r-2', 'C')")
+        conn.execute(
+            "INSERT INTO devices (id, kind, resident_id) VALUES ('mat-1', 'mattress', 'r-1'),"
+            " ('mat-2', 'mattress', 'r-2'), ('band-1', 'wristband', 'r-1'),"
+            " ('band-2', 'wristband', 'r-2')"
+        )
+        heard = [("mat-1", now), ("mat-2", now - timedelta(hours=2)), ("band-1", now)]
+        for device, at in heard:
+            conn.execute(
+                "INSERT INTO device_health (device_id, last_seen_at, messages) VALUES (%s, %s, 1)",
+                (device, at),
+            )
+        # band-1: its battery low and its strap off, in separate messages, the latest without.
+        for minutes, bat, worn in [(3, 15, None), (2, None, 0), (1, None, None)]:
+            conn.execute(
+                "INSERT INTO wristband_samples (time, device_id, resident_id, bat, worn)"
+                " VALUES (%s, 'band-1', 'r-1', %s, %s)",
+                (now - timedelta(minutes=minutes), bat, worn),
+            )
+        conn.execute("UPDATE devices SET active = false WHERE id = 'band-2'")
+        counts = {(k, s): n for k, s, n in conn.execute(FLEET).fetchall()}
+    assert counts == {
+        ("mattress", "registered"): 2,
+        ("mattress", "online"): 1,
+        ("mattress", "silent_1h"): 1,
+        ("mattress", "low_battery"): 0,
+        ("mattress", "strap_off"): 0,
+        ("wristband", "registered"): 1,  # band-2 is no longer active
+        ("wristband", "online"): 1,
+        ("wristband", "silent_1h"): 0,
+        ("wristband", "low_battery"): 1,
+        ("wristband", "strap_off"): 1,
+    }

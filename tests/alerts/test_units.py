@@ -167,7 +167,7 @@ def test_health_and_metrics_ask_the_database_at_most_every_two_seconds() -> None
         await asyncio.gather(*(probe.refresh_counts() for _ in range(50)))
 
     asyncio.run(scrape_a_lot())
-    assert asked == ["SELECT", "SELECT"]  # SELECT 1, then the count of open alerts
+    assert asked == ["SELECT", "SELECT", "WITH"]  # SELECT 1, open alerts, then the fleet
 
 
 class _Notifier:

@@ -88,6 +88,10 @@ def test_metrics_after_an_sos_and_its_delivery(
     assert 0 < delta("bedwatch_sos_dispatch_seconds_sum", stage="handed") < 1.0
     assert delta("bedwatch_sos_dispatch_seconds_sum", stage="delivered") < 5.0
     assert value(after, "bedwatch_queue_held_messages") >= 0
+    # The fleet: the care site's pad and band, both heard from (the press came from the band).
+    assert value(after, "bedwatch_devices", kind="wristband", state="registered") >= 1
+    assert value(after, "bedwatch_devices", kind="wristband", state="online") == 1
+    assert value(after, "bedwatch_devices", kind="wristband", state="silent_1h") == 0
 
 
 def test_health_reports_the_broker_going_away(database_url: str, tmp_path: Path) -> None:
@@ -163,6 +167,7 @@ def test_login_care_team_csrf_and_revocation(
         assert other.request(ack, {"csrf": form_token(other)}, json_accept)[0] == 404
         assert query(database_url, "SELECT state FROM alerts") == [("open",)]
 
+        before = scrape(run.base)
         status, _, body = zhang.request(ack, {"csrf": csrf}, json_accept)
         assert (status, json.loads(body)["outcome"]) == (200, "done")
         assert query(database_url, "SELECT state, acked_by FROM alerts") == [
@@ -170,6 +175,13 @@ def test_login_care_team_csrf_and_revocation(
         ]
         audit = "SELECT actor, action FROM alert_audit WHERE action = 'acknowledged'"
         assert query(database_url, audit) == [("c-zhang", "acknowledged")]
+        # Answered within a minute: counted in the answer-time histogram's 60 s bucket.
+        after = scrape(run.base)
+        for name, labels in [
+            ("bedwatch_alert_answer_seconds_count", {"severity": "critical"}),
+            ("bedwatch_alert_answer_seconds_bucket", {"severity": "critical", "le": "60.0"}),
+        ]:
+            assert value(after, name, **labels) - value(before, name, **labels) == 1
 
         # A cookie altered by hand is no session; a revoked token ends the session it began.
         tampered = Browserless(run.base)
