@@ -262,6 +262,7 @@ class AlertsComponent:
 
     async def run(self, host: Host) -> None:
         self._clock = host.clock
+        self.fallback.urgent = host.database_away
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._fallback_loop(), name="alert_fallback_loop")
             tasks.create_task(self._restarting(host), name="alert_engine_loop")

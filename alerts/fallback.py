@@ -68,6 +68,8 @@ class EmergencyFallback:
         self._waiting: dict[Key, _Waiting] = {}
         self._pages: set[asyncio.Task[None]] = set()
         self.paged = 0
+        # True while the database is known to be away: nothing can be recorded, so no grace.
+        self.urgent: Callable[[], bool] = lambda: False
 
     def watch(self, finding: Finding) -> None:
         if finding.kind in NEVER_MUTED and not finding.cleared:
@@ -107,10 +109,11 @@ class EmergencyFallback:
     async def check(self) -> None:
         """Page whatever has waited past the grace period and was not paged yet."""
         now = time.monotonic()
+        grace = 0.0 if self._waiting and self.urgent() else self._grace_s
         for waiting in self._waiting.values():
             if waiting.handling is not None and now - waiting.handling < HANDLING_S:
                 continue  # the engine is recording it and will page
-            if not waiting.paged and now - waiting.since >= self._grace_s:
+            if not waiting.paged and now - waiting.since >= grace:
                 waiting.paged = True
                 # A task of its own, so a hanging channel holds back no later emergency.
                 task = asyncio.create_task(self._page(waiting))
@@ -146,10 +149,10 @@ class EmergencyFallback:
         ladder = current.config.ladder(finding.severity)
         contacts = step_contacts(ladder, 0, resident, current.directory.contacts)
         log.error(
-            "%s for %s not recorded within %.0f s; paging %d contact(s) directly",
+            "%s for %s not recorded (%s); paging %d contact(s) directly",
             finding.kind,
             finding.resident_id,
-            self._grace_s,
+            "the database is away" if self.urgent() else f"not within {self._grace_s:.0f} s",
             len(contacts),
         )
         sent = await asyncio.gather(*(self._send(waiting, resident, c) for c in contacts))

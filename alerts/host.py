@@ -33,3 +33,8 @@ class Host(Protocol):
     async def serve_http(self, web: Web) -> None:
         """Serve `web` with the host's own routes until cancelled."""
         ...
+
+    def database_away(self) -> bool:
+        """True while the host's own writes fail for want of the database (an emergency cannot
+        be recorded now: it is paged straight away rather than after a grace period)."""
+        ...

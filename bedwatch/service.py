@@ -116,6 +116,9 @@ class ServiceHost:
         prefix = self._service.settings.mqtt.topic_prefix
         self._service.publish(f"{prefix}/{device_id}/cmd", payload)
 
+    def database_away(self) -> bool:
+        return self._service.database_away
+
     async def serve_http(self, web: Web) -> None:
         service = self._service
         if service.http_socket is None:
@@ -144,6 +147,7 @@ class Service:
         self._drain = asyncio.Event()
         self._stop_deadline: float | None = None  # set by stop(): when to give up storing
         self.unstored = 0  # messages left unstored at stop (the database was away)
+        self.database_away = False  # the last write failed for want of the database
         self._derived: list[Record] = []
         self._findings: list[Finding] = []
         self._summaries: list[NightSummary] = []
@@ -244,6 +248,8 @@ class Service:
         try:
             ids = await self._emergency_writer.store(findings)
         except BaseException as exc:
+            if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
+                self.database_away = True  # the direct page need not wait out its grace
             self._findings.extend(findings)
             if self.intake is not None:
                 self.intake.flush_wanted.set()
@@ -505,8 +511,11 @@ class Service:
         )
         while True:
             try:
-                return self._store.write([h.decoded for h in held], derived, also)
+                written = self._store.write([h.decoded for h in held], derived, also)
+                self.database_away = False
+                return written
             except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.database_away = True
                 self.stats.write_errors += 1
                 metrics.WRITE_ERRORS.inc()
                 log.warning("database write failed (%s); retrying in %.1f s", exc, delay)
