@@ -41,3 +41,15 @@ SELECT date_trunc('day', opened_at AT TIME ZONE 'UTC')::date AS day, severity,
        max(press_to_page_s) AS press_to_page_max_s
 FROM alert_answer_times
 GROUP BY 1, 2;
+
+-- Per contact who acknowledged (a care worker, a doctor; 'operator:<name>' from the API) and UTC
+-- day: alerts answered, and how fast from being raised.
+CREATE OR REPLACE VIEW alert_answers_by_contact AS
+SELECT acked_by AS contact_id, date_trunc('day', acked_at AT TIME ZONE 'UTC')::date AS day,
+       count(*) AS answered,
+       count(*) FILTER (WHERE severity = 'critical') AS critical,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY answer_s) AS answer_p50_s,
+       max(answer_s) AS answer_max_s
+FROM alert_answer_times
+WHERE acked_by IS NOT NULL
+GROUP BY 1, 2;

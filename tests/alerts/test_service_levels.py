@@ -104,6 +104,13 @@ def test_answer_times_of_a_scripted_month_to_the_second(database_url: str) -> No
     assert (worst, page_p50, page_max) == (290.0, 2.0, 2.0)
     assert p50 == 150.0  # one alert a day: its own answer time is the day's median
     assert p90 == 290.0
+    # Per care worker: c-zhang answered all 59 acknowledged alerts, two a day but the last.
+    [(contact, answered, critical, slowest)] = query(
+        database_url,
+        "SELECT contact_id, sum(answered), sum(critical), max(answer_max_s)"
+        " FROM alert_answers_by_contact GROUP BY 1",
+    )
+    assert (contact, answered, critical, slowest) == ("c-zhang", 59, 29, 600.0)
     days = query(
         database_url,
         "SELECT day, alerts FROM alert_service_levels_daily WHERE severity = 'medium' ORDER BY day",
