@@ -181,7 +181,7 @@ class Engine:
         reached = await reached_by() if reached_by is not None and outgoing else {}
         if not reached:
             return outgoing
-        left = []
+        left, done = [], []
         for row in outgoing:
             page = reached.get(row.contact_id)
             contact = self.directory.contacts.get(row.contact_id)
@@ -190,10 +190,16 @@ class Engine:
                 continue
             channel = redact(contact.channels[page.channel_index])
             await store.record_direct(conn, row.id, page, channel)
-        done = sorted(c for c in reached if any(o.contact_id == c for o in outgoing))
+            done.append(row.contact_id)
         if done:
             await store.audit(
-                conn, alert.id, now, SYSTEM, "paged directly", Via.SYSTEM, {"contacts": done}
+                conn,
+                alert.id,
+                now,
+                SYSTEM,
+                "paged directly",
+                Via.SYSTEM,
+                {"contacts": sorted(done)},
             )
         return left
 

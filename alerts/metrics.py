@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from alerts.model import AlertId, AlertState
+from alerts.model import OFFLINE_AFTER_S, AlertId, AlertState
 from alerts.notifier import Delivery
 from alerts.store import AsyncConn, Upserted
 from detectors.findings import FindingKind, Severity
@@ -136,7 +136,7 @@ class AlertCounts(Collector):
             " WHERE state IN ('open', 'acknowledged') GROUP BY kind, severity, state"
         )
         self._counts = [(k, s, st, int(n)) for k, s, st, n in await cur.fetchall()]
-        cur = await conn.execute(FLEET)
+        cur = await conn.execute(FLEET, FLEET_PARAMS)
         self._fleet = [(kind, state, int(n)) for kind, state, n in await cur.fetchall()]
 
     def collect(self) -> Iterator[Metric]:
@@ -164,8 +164,8 @@ class AlertCounts(Collector):
         yield fleet
 
 
-# The fleet as the operations centre asks after it. Online: heard within the device_silent
-# defaults (pad 5 min, wristband 30 min) and not reported offline; low battery: 20 % or less.
+# The fleet as the operations centre asks after it. Online: heard within OFFLINE_AFTER_S (as the
+# console judges it; parameters pad_s, band_s) and not reported offline; low battery: 20 % or less.
 FLEET = """
 WITH latest AS (
     SELECT d.id, d.kind, h.last_seen_at, s.state AS reported, coalesce(b.bat, s.bat) AS bat,
@@ -184,8 +184,8 @@ WITH latest AS (
 )
 SELECT kind, c.state, count(*) FILTER (WHERE hit) FROM latest, LATERAL (VALUES
     ('registered', true),
-    ('online', last_seen_at > now() - CASE kind WHEN 'mattress' THEN interval '5 minutes'
-                                                ELSE interval '30 minutes' END
+    ('online', last_seen_at > now() - CASE kind WHEN 'mattress' THEN %(pad_s)s
+                                                ELSE %(band_s)s END * interval '1 second'
                AND reported IS DISTINCT FROM 'offline'),
     ('silent_1h', last_seen_at IS NULL OR last_seen_at < now() - interval '1 hour'),
     ('low_battery', bat <= 20),
@@ -193,6 +193,9 @@ SELECT kind, c.state, count(*) FILTER (WHERE hit) FROM latest, LATERAL (VALUES
 ) AS c(state, hit)
 GROUP BY kind, c.state ORDER BY kind, c.state
 """
+
+
+FLEET_PARAMS = {"pad_s": OFFLINE_AFTER_S["mattress"], "band_s": OFFLINE_AFTER_S["wristband"]}
 
 
 ALERT_COUNTS = AlertCounts()

@@ -7,7 +7,12 @@ from enum import StrEnum
 from typing import NewType
 
 from detectors.findings import FindingKind, Severity
+from detectors.settings import DetectorSettings
 from ingest.records import ResidentId
+
+# Silent this long, a device counts as offline: the device_silent defaults (docs/design.md).
+_SILENT = DetectorSettings()
+OFFLINE_AFTER_S = {"mattress": _SILENT.mattress_silent_s, "wristband": _SILENT.wristband_silent_s}
 
 AlertId = NewType("AlertId", int)
 ContactId = NewType("ContactId", str)

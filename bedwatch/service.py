@@ -43,6 +43,9 @@ from ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
 
+# What a write meets when the database is away (refusing, restarting, the connection cut).
+DATABASE_AWAY = (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError)
+
 REGISTRY_POLL_S = 5.0
 SNAPSHOT_EVERY_S = 60.0
 RETENTION_EVERY_S = 3600.0
@@ -248,7 +251,7 @@ class Service:
         try:
             ids = await self._emergency_writer.store(findings)
         except BaseException as exc:
-            if isinstance(exc, DatabaseUnavailable | psycopg.OperationalError):
+            if isinstance(exc, DATABASE_AWAY):
                 self.database_away = True  # the direct page need not wait out its grace
             self._findings.extend(findings)
             if self.intake is not None:
@@ -514,7 +517,7 @@ class Service:
                 written = self._store.write([h.decoded for h in held], derived, also)
                 self.database_away = False
                 return written
-            except (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            except DATABASE_AWAY as exc:
                 self.database_away = True
                 self.stats.write_errors += 1
                 metrics.WRITE_ERRORS.inc()

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -56,6 +55,7 @@ from tests.support import (  # noqa: E402
     ServiceThread,
     free_port,
     fresh_database,
+    healthy,
     service_env,
     settings_for,
     wait_until,
@@ -132,7 +132,7 @@ class Ward:
         with (self.tmp / "service.log").open("ab") as log:
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            wait_until(lambda: _healthy(s.http.addr) or proc.poll() is not None, 60, 0.1)
+            wait_until(lambda: healthy(s.http.addr) or proc.poll() is not None, 60, 0.1)
             if proc.poll() is not None:
                 raise RuntimeError(f"the service exited with {proc.returncode}")
             yield proc
@@ -210,14 +210,6 @@ def _stored_messages(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT count(*) FROM mattress_samples").fetchone()
     return int(row[0]) // 10 if row else 0
-
-
-def _healthy(addr: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{addr}/health", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
 
 
 def _hung(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, float], str]:

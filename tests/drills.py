@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -49,6 +48,7 @@ from tests.support import (
     Mosquitto,
     PrivatePostgres,
     free_port,
+    healthy,
     private_postgres,
     query,
     service_env,
@@ -161,15 +161,7 @@ class Ward:
             )
         wait_for_port(self.http_port, 60)
         # Subscribed: the broker keeps the service's sessions from now on, whatever happens.
-        wait_until(self.healthy, 60, 0.1)
-
-    def healthy(self) -> bool:
-        url = f"http://127.0.0.1:{self.http_port}/health"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return False
+        wait_until(lambda: healthy(f"127.0.0.1:{self.http_port}"), 60, 0.1)
 
     def ensure_running(self) -> None:
         if self.service is None or self.service.poll() is not None:

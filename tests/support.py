@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -171,6 +172,15 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.close()
+
+
+def healthy(addr: str) -> bool:
+    """The service at `addr` (host:port) answers /health with 200: broker and database up."""
+    try:
+        with urllib.request.urlopen(f"http://{addr}/health", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 def wait_for_port(port: int, timeout_s: float = 10.0) -> None:

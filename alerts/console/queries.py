@@ -7,13 +7,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from alerts.model import AlertId, AlertState, ContactId
+from alerts.model import OFFLINE_AFTER_S, AlertId, AlertState, ContactId
 from alerts.store import AsyncConn
 from detectors.findings import FindingKind, Severity
 from ingest.records import ResidentId
 
-# Silent this long, a device counts as offline (the device_silent defaults of docs/design.md).
-OFFLINE_AFTER_S = {"mattress": 300, "wristband": 1800}
 IN_BED_FRESH_S = 120  # a pad not heard from for this long says nothing about now
 NIGHT_FROM = time(18, 0)  # a night view spans 18:00 local to 12:00 the next day
 NIGHT_HOURS = 18

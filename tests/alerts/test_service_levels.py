@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
-from alerts.metrics import FLEET
+from alerts.metrics import FLEET, FLEET_PARAMS
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
 from tests.support import query
@@ -143,7 +143,7 @@ def test_the_fleet_gauges_count_each_condition(database_url: str) -> None:
                 (now - timedelta(minutes=minutes), bat, worn),
             )
         conn.execute("UPDATE devices SET active = false WHERE id = 'band-2'")
-        counts = {(k, s): n for k, s, n in conn.execute(FLEET).fetchall()}
+        counts = {(k, s): n for k, s, n in conn.execute(FLEET, FLEET_PARAMS).fetchall()}
     assert counts == {
         ("mattress", "registered"): 2,
         ("mattress", "online"): 1,
