@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 
 from alerts.config import AlertConfig, default_config, parse_alert_config
-from alerts.model import Contact, ContactId, Resident
+from alerts.model import Contact, ContactId, Resident, area_within
 from ingest.records import ResidentId
+from ingest.registry import SUPERVISOR
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +29,38 @@ class Directory:
         resident = self.residents.get(resident_id)
         return resident is not None and contact_id in resident.team
 
+    def may_act(self, resident_id: ResidentId, contact_id: ContactId) -> bool:
+        """On the resident's care team, or a supervisor of the resident's area."""
+        if self.on_team(resident_id, contact_id):
+            return True
+        resident = self.residents.get(resident_id)
+        contact = self.contacts.get(contact_id)
+        return (
+            resident is not None
+            and contact is not None
+            and contact.role == SUPERVISOR
+            and area_within(resident.area, contact.areas)
+        )
+
 
 async def load_directory(conn: AsyncConn) -> Directory:
-    cur = await conn.execute("SELECT id, name, role, language, channels FROM contacts WHERE active")
+    cur = await conn.execute(
+        "SELECT id, name, role, language, channels, areas FROM contacts WHERE active"
+    )
     contacts = {
-        ContactId(i): Contact(ContactId(i), n, r, lang, tuple(ch or ()))
-        for i, n, r, lang, ch in await cur.fetchall()
+        ContactId(i): Contact(ContactId(i), n, r, lang, tuple(ch or ()), tuple(areas or ()))
+        for i, n, r, lang, ch, areas in await cur.fetchall()
     }
     cur = await conn.execute(
-        "SELECT r.id, r.name, r.room, r.timezone,"
+        "SELECT r.id, r.name, r.room, r.timezone, r.area,"
         " coalesce(array_agg(t.contact_id ORDER BY t.position)"
         "   FILTER (WHERE t.contact_id IS NOT NULL), '{}')"
         " FROM residents r LEFT JOIN care_team t ON t.resident_id = r.id"
         " WHERE r.active GROUP BY r.id"
     )
     residents = {
-        ResidentId(i): Resident(ResidentId(i), n, room, tz, tuple(ContactId(c) for c in team))
-        for i, n, room, tz, team in await cur.fetchall()
+        ResidentId(i): Resident(ResidentId(i), n, room, tz, tuple(ContactId(c) for c in team), area)
+        for i, n, room, tz, area, team in await cur.fetchall()
     }
     cur = await conn.execute(
         "SELECT resident_id, id FROM devices"

@@ -445,7 +445,7 @@ class Engine:
     def _refuse(self, alert: Alert | None, actor: ContactId) -> Decision | None:
         if alert is None:
             return Decision(Outcome.UNKNOWN)
-        if not self.directory.on_team(alert.resident_id, actor):
+        if not self.directory.may_act(alert.resident_id, actor):
             return Decision(Outcome.FORBIDDEN, alert)
         return None
 

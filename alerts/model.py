@@ -65,6 +65,7 @@ class Contact:
     role: str
     language: str
     channels: tuple[str, ...]
+    areas: tuple[str, ...] = ()  # a supervisor's areas ('*': all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,12 @@ class Resident:
     room: str
     timezone: str
     team: tuple[ContactId, ...]  # care_team order
+    area: str = ""  # 'community/committee/building'; '' when not placed
+
+
+def area_within(area: str, areas: tuple[str, ...]) -> bool:
+    """As the database's area_within(): one of the areas, beneath one, or '*' names them all."""
+    return any(a in ("*", area) or area.startswith(a + "/") for a in areas)
 
 
 @dataclass(frozen=True, slots=True)

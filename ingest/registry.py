@@ -17,7 +17,14 @@ from ingest.records import DeviceId, DeviceKind, ResidentId
 
 log = logging.getLogger(__name__)
 
-ROLES = ("care_staff", "family_doctor", "family", "emergency")
+ROLES = ("care_staff", "family_doctor", "family", "emergency", "supervisor")
+# A supervisor is on no care team and is paged by no ladder: they see (and may act for) every
+# resident in their areas, in the console, the operations view and the reports.
+SUPERVISOR = "supervisor"
+ALL_AREAS = "*"
+# An area is a path from the community down: 'kangjian/kangle/12' (community, neighbourhood
+# committee, building). Segments are names without '/', and the path at most 200 characters.
+AREA_MAX = 200
 LANGUAGES = ("zh", "en")
 # Checks a top-level table of the site file that another component reads (alert routing and
 # escalation), or a resident's `detectors` table: `check(mapping)` raises ValueError. The
@@ -38,6 +45,7 @@ class Contact:
     role: str
     language: str
     channels: tuple[str, ...]
+    areas: tuple[str, ...] = ()  # a supervisor's areas ('*': all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,7 @@ class Resident:
     devices: tuple[Device, ...]
     care_team: tuple[str, ...]
     detectors: Mapping[str, Any] = field(default_factory=dict)
+    area: str = ""  # '' : not placed in any area
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,11 @@ def _str(entry: dict[str, Any], where: str, key: str, default: str | None = None
 
 def _contact(i: int, entry: dict[str, Any]) -> Contact:
     where = f"contacts[{i}]"
-    _take(entry, where, {"id", "name", "role", "language", "channels"})
+    _take(entry, where, {"id", "name", "role", "language", "channels", "areas"})
     role = _str(entry, where, "role")
     if role not in ROLES:
         raise SiteError(f"{where}.role: {role!r} is not one of {', '.join(ROLES)}")
+    areas = _areas(where, entry.get("areas"), role)
     language = _str(entry, where, "language", "zh")
     if language not in LANGUAGES:
         raise SiteError(f"{where}.language: {language!r} is not one of {', '.join(LANGUAGES)}")
@@ -130,13 +140,52 @@ def _contact(i: int, entry: dict[str, Any]) -> Contact:
     ):
         raise SiteError(f"{where}.channels: expected a list of apprise URLs (scheme://...)")
     return Contact(
-        _str(entry, where, "id"), _str(entry, where, "name"), role, language, tuple(channels)
+        _str(entry, where, "id"),
+        _str(entry, where, "name"),
+        role,
+        language,
+        tuple(channels),
+        areas,
     )
+
+
+def _areas(where: str, value: Any, role: str) -> tuple[str, ...]:
+    if role != SUPERVISOR:
+        if value is not None:
+            raise SiteError(f"{where}.areas: only a supervisor has areas")
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise SiteError(
+            f"{where}.areas: a supervisor needs a non-empty list of areas"
+            f" ('community/committee/building', or '{ALL_AREAS}' for all)"
+        )
+    return tuple(a if a == ALL_AREAS else area_path(f"{where}.areas", a) for a in value)
+
+
+def area_path(where: str, value: Any) -> str:
+    """An area path checked: 'a/b/c' with non-empty segments and no spaces at their ends."""
+    if not isinstance(value, str):
+        raise SiteError(f"{where}: expected an area path like 'kangjian/kangle/12'")
+    segments = value.split("/")
+    if (
+        not value
+        or len(value) > AREA_MAX
+        or any(not s or s != s.strip() or s == ALL_AREAS for s in segments)
+    ):
+        raise SiteError(
+            f"{where}: {value!r} is not an area path (names joined by '/', such as"
+            f" 'kangjian/kangle/12', at most {AREA_MAX} characters)"
+        )
+    return value
 
 
 def _resident(i: int, entry: dict[str, Any], check: DetectorSettingsCheck | None) -> Resident:
     where = f"residents[{i}]"
-    _take(entry, where, {"id", "name", "room", "timezone", "devices", "care_team", "detectors"})
+    _take(
+        entry,
+        where,
+        {"id", "name", "room", "timezone", "area", "devices", "care_team", "detectors"},
+    )
     timezone = _str(entry, where, "timezone", "Asia/Shanghai")
     try:
         zoneinfo.ZoneInfo(timezone)
@@ -165,6 +214,7 @@ def _resident(i: int, entry: dict[str, Any], check: DetectorSettingsCheck | None
         devices,
         tuple(team),
         detectors,
+        "" if "area" not in entry else area_path(f"{where}.area", entry["area"]),
     )
 
 
@@ -186,10 +236,17 @@ def _check_references(contacts: tuple[Contact, ...], residents: tuple[Resident, 
     _unique("residents", [r.id for r in residents])
     _unique("devices", [d.id for r in residents for d in r.devices])
     known = {c.id for c in contacts}
+    supervisors = {c.id for c in contacts if c.role == SUPERVISOR}
     for r in residents:
         missing = [c for c in r.care_team if c not in known]
         if missing:
             raise SiteError(f"resident {r.id}: care_team names unknown contact(s) {missing}")
+        named = [c for c in r.care_team if c in supervisors]
+        if named:
+            raise SiteError(
+                f"resident {r.id}: care_team names supervisor(s) {named}; a supervisor sees"
+                " the residents of their areas without being on a team"
+            )
 
 
 def _unique(what: str, ids: list[str]) -> None:
@@ -204,18 +261,26 @@ def store_site(conn: psycopg.Connection[tuple[object, ...]], site: Site) -> None
     """Upsert everything the site file names; what it does not name is left as it is."""
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO contacts (id, name, role, language, channels) VALUES (%s, %s, %s, %s, %s)"
+            "INSERT INTO contacts (id, name, role, language, channels, areas)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role,"
-            " language = excluded.language, channels = excluded.channels, active = true,"
-            " updated_at = now()",
-            [(c.id, c.name, c.role, c.language, list(c.channels)) for c in site.contacts],
+            " language = excluded.language, channels = excluded.channels,"
+            " areas = excluded.areas, active = true, updated_at = now()",
+            [
+                (c.id, c.name, c.role, c.language, list(c.channels), list(c.areas))
+                for c in site.contacts
+            ],
         )
         cur.executemany(
-            "INSERT INTO residents (id, name, room, timezone, detector_settings)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
-            " room = excluded.room, timezone = excluded.timezone,"
-            " detector_settings = excluded.detector_settings, active = true, updated_at = now()",
-            [(r.id, r.name, r.room, r.timezone, json.dumps(r.detectors)) for r in site.residents],
+            "INSERT INTO residents (id, name, room, timezone, detector_settings, area)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+            " name = excluded.name, room = excluded.room, timezone = excluded.timezone,"
+            " detector_settings = excluded.detector_settings, area = excluded.area,"
+            " active = true, updated_at = now()",
+            [
+                (r.id, r.name, r.room, r.timezone, json.dumps(r.detectors), r.area)
+                for r in site.residents
+            ],
         )
         cur.executemany(
             "INSERT INTO devices (id, kind, resident_id) VALUES (%s, %s, %s)"

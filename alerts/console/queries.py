@@ -50,7 +50,8 @@ async def active_alerts(conn: AsyncConn, contact_id: ContactId) -> list[AlertRow
     cur = await conn.execute(
         "SELECT a.id, a.resident_id, r.name, r.room, r.timezone, a.kind, a.severity, a.state,"
         "  a.opened_at, a.started_at, a.acked_at, a.acked_by, a.count, a.evidence"
-        " FROM alerts a JOIN care_team t ON t.resident_id = a.resident_id AND t.contact_id = %s"
+        " FROM alerts a JOIN contact_residents t"
+        "  ON t.resident_id = a.resident_id AND t.contact_id = %s"
         " JOIN residents r ON r.id = a.resident_id"
         " WHERE a.state IN ('open', 'acknowledged')"
         " ORDER BY a.state = 'acknowledged', array_position(%s, a.severity), a.opened_at, a.id",
@@ -107,7 +108,7 @@ async def residents(
     """The contact's residents (or one of them), with latest vitals and devices."""
     cur = await conn.execute(
         "SELECT r.id, r.name, r.room, r.timezone FROM residents r"
-        " JOIN care_team t ON t.resident_id = r.id AND t.contact_id = %s"
+        " JOIN contact_residents t ON t.resident_id = r.id AND t.contact_id = %s"
         " WHERE r.active AND (%s::text IS NULL OR r.id = %s) ORDER BY r.room, r.id",
         (contact_id, resident_id, resident_id),
     )
