@@ -2,71 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from alerts.metrics import FLEET, FLEET_PARAMS
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
+from tests.month import MONTH, scripted_month
 from tests.support import query
-
-MONTH = date(2026, 11, 1)
-
-
-def scripted_month(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """30 days; each day a critical SOS at 02:00 UTC and a medium alert at 14:00 UTC.
-
-    The SOS of day d (1-30): pressed at 02:00:00, raised 1 s later, first page delivered 2 s
-    after the press (a failed attempt before it does not count), acknowledged d * 10 s after it
-    was raised; day 30's is never acknowledged (resolved by the system: unanswered). The medium
-    alert is paged 5 s after it is raised and acknowledged 600 s after.
-    """
-    for d in range(1, 31):
-        day = datetime(MONTH.year, MONTH.month, d, tzinfo=UTC)
-        press = day + timedelta(hours=2)
-        raised = press + timedelta(seconds=1)
-        acked = None if d == 30 else raised + timedelta(seconds=d * 10)
-        alert(conn, "sos", "critical", press, raised, acked, pages=[(raised, 1000.0, False),
-              (raised + timedelta(seconds=0.5), 500.0, True)])  # fmt: skip
-        start = day + timedelta(hours=14)
-        alert(conn, "immobile", "medium", start, start, start + timedelta(seconds=600),
-              pages=[(start + timedelta(seconds=4), 1000.0, True)])  # fmt: skip
-
-
-def alert(
-    conn: psycopg.Connection[tuple[object, ...]],
-    kind: str,
-    severity: str,
-    started: datetime,
-    raised: datetime,
-    acked: datetime | None,
-    pages: list[tuple[datetime, float, bool]],
-) -> None:
-    row = conn.execute(
-        "INSERT INTO alerts (resident_id, kind, severity, state, opened_at, acked_at, acked_by,"
-        " resolved_at, resolved_by, started_at, last_seen_at, tier)"
-        " VALUES ('r-0101', %s, %s, 'resolved', %s, %s, %s, %s, %s, %s, %s, 0) RETURNING id",
-        (
-            kind,
-            severity,
-            raised,
-            acked,
-            None if acked is None else "c-zhang",
-            raised + timedelta(hours=1),
-            "system" if acked is None else "c-zhang",
-            started,
-            started,
-        ),
-    ).fetchone()
-    assert row is not None
-    for sent, duration_ms, ok in pages:
-        conn.execute(
-            "INSERT INTO notifications (alert_id, contact_id, channel_index, channel, attempt,"
-            " reason, result, title, body, created_at, due_at, sent_at, duration_ms)"
-            " VALUES (%s, 'c-zhang', 0, 'json://x', 1, 'opened', %s, 't', 'b', %s, %s, %s, %s)",
-            (row[0], "delivered" if ok else "failed", sent, sent, sent, duration_ms),
-        )
 
 
 def test_answer_times_of_a_scripted_month_to_the_second(database_url: str) -> None:

@@ -1,0 +1,152 @@
+"""The operations centre's figures over the scripted month (tests/month.py), to the second."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+
+import psycopg
+import pytest
+
+from alerts.config import default_config
+from alerts.operations import (
+    AGES,
+    Answers,
+    AnswerTime,
+    Availability,
+    Fleet,
+    Operations,
+    Period,
+    Spread,
+    alerts_per_day,
+    answer_times,
+    availability,
+    snapshot,
+)
+from bedwatch.migrate import migrate
+from bedwatch.settings import Settings
+from tests.month import END, MONTH, NOW, START, scripted_ward
+
+PERIOD = Period(START, END)
+
+
+@pytest.fixture
+def ward(database_url: str) -> str:
+    migrate(Settings().replace("database", url=database_url, create_database=False))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        scripted_ward(conn)
+    return database_url
+
+
+def figures(url: str, areas: list[str], depth: int = 1) -> Operations:
+    async def go() -> Operations:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            return await snapshot(conn, default_config(), areas, PERIOD, NOW, depth=depth)
+
+    return asyncio.run(go())
+
+
+def opened(**counts: int) -> dict[str, int]:
+    return {age: counts.get(age, 0) for age in AGES}
+
+
+def test_the_whole_street(ward: str) -> None:
+    ops = figures(ward, ["*"])
+    every = ops.overall
+    assert every.fleet == Fleet(
+        beds=4, online=2, silent_1h=2, low_battery=1, strap_off=1, out_of_bed=1
+    )
+    assert every.open_alerts == {"critical": opened(under_5m=1)}
+    assert every.acknowledged == 1
+    assert every.by_kind == {"sos": 30, "immobile": 30, "fall": 10, "heart_rate": 1}
+    # 30 SOS answered in 10, 20, ... 290 s (day 30's never) and 10 falls in 30 s, one in 400 s.
+    assert every.answers["critical"] == Answers(
+        alerts=40,
+        press_to_page=Spread(40, 2.0, 3.0, 3.0),
+        page_to_ack=Spread(39, 109.0, 261.0, 398.0),
+        answer=Spread(39, 110.0, 262.0, 400.0),
+        within_60s=15,
+        within_180s=27,
+        last_tier=1,
+        unanswered=1,
+    )
+    assert every.answers["critical"].share_60s == 15 / 40
+    assert every.answers["high"] == Answers(
+        1, Spread(1, 10.0, 10.0, 10.0), Spread(), Spread(), 0, 0, last_tier=1, unanswered=1
+    )
+    # A one-step ladder never escalates: no medium alert reached a last tier.
+    assert every.answers["medium"].last_tier == 0
+    assert every.answers["all"].alerts == 71
+    assert every.answers["all"].answer == Spread(69, 260.0, 600.0, 600.0)
+    assert (every.answers["all"].last_tier, every.answers["all"].unanswered) == (2, 2)
+    assert every.answers["all"].press_to_page == Spread(71, 3.0, 5.0, 10.0)
+
+    assert [g.area for g in ops.groups] == ["hongmei", "kangjian", ""]
+    hongmei, kangjian, nowhere = ops.groups
+    assert kangjian.fleet == Fleet(2, 1, 1, 1, 1, 1)
+    assert hongmei.fleet == Fleet(1, 1, 1, 0, 0, 0)
+    assert nowhere.fleet == Fleet(1, 0, 0, 0, 0, 0)
+    assert kangjian.open_alerts == {"critical": opened(under_5m=1)}
+    assert (kangjian.acknowledged, hongmei.acknowledged, hongmei.open_alerts) == (0, 1, {})
+    assert kangjian.answers["critical"].answer == Spread(29, 150.0, 262.0, 290.0)
+    assert hongmei.answers["critical"].page_to_ack.max == 398.0
+    assert hongmei.answers["critical"].page_to_ack.p90 == pytest.approx(65.0)
+    assert (hongmei.answers["critical"].within_60s, hongmei.answers["critical"].last_tier) == (
+        9,
+        1,
+    )
+    assert nowhere.by_kind == {"heart_rate": 1}
+
+    zhang, li = ops.workers
+    assert (zhang.contact_id, zhang.name, zhang.acknowledged, zhang.critical) == (
+        "c-zhang", "张护理员", 59, 29,
+    )  # fmt: skip
+    assert zhang.page_to_ack == Spread(59, 595.0, 595.0, 595.0)
+    assert (li.contact_id, li.acknowledged, li.answer.p50, li.answer.max) == ("c-li", 10, 30, 400)
+    assert [(u.resident_id, u.kind, u.tier) for u in ops.unanswered] == [
+        ("r-0301", "heart_rate", 1),
+        ("r-0101", "sos", 0),
+    ]
+    [out] = ops.out_of_bed
+    assert (out.resident_id, out.name, out.area, out.since) == (
+        "r-0101", "王阿婆", "kangjian/kangle/12", NOW - timedelta(seconds=300),
+    )  # fmt: skip
+
+
+def test_a_supervisor_sees_only_their_areas(ward: str) -> None:
+    ops = figures(ward, ["kangjian"], depth=2)
+    assert [g.area for g in ops.groups] == ["kangjian/kangle"]
+    assert ops.overall.by_kind == {"sos": 30, "immobile": 30}
+    assert ops.overall.fleet == Fleet(2, 1, 1, 1, 1, 1)
+    assert [w.contact_id for w in ops.workers] == ["c-zhang"]
+    assert [u.resident_id for u in ops.unanswered] == ["r-0101"]
+    deeper = figures(ward, ["kangjian/kangle/5"], depth=3)
+    assert deeper.overall.fleet == Fleet(1, 0, 1, 0, 0, 0)
+    assert deeper.overall.by_kind == {}
+    assert deeper.out_of_bed == []
+
+
+def test_series_for_the_report(ward: str) -> None:
+    async def go() -> tuple[list[AnswerTime], list[tuple[date, str, int]], list[Availability]]:
+        async with await psycopg.AsyncConnection.connect(ward) as conn:
+            times = await answer_times(conn, ["*"], PERIOD)
+            days = await alerts_per_day(conn, ["*"], PERIOD, "Asia/Shanghai")
+            await conn.execute(
+                "INSERT INTO night_summaries (resident_id, night, from_at, to_at, samples,"
+                " time_in_bed_s, exits, longest_absence_s, restlessness_pct, pauses,"
+                " pauses_per_h, pause_source, pauses_wave)"
+                " VALUES ('r-0101', %s, %s, %s, 32400, 30000, 1, 600, 5, 0, 0, 'rr', 0),"
+                " ('r-0201', %s, %s, %s, 16200, 20000, 0, 0, 5, 0, 0, 'rr', 0)",
+                (MONTH, START, START + timedelta(hours=18)) * 2,
+            )
+            nights = await availability(conn, ["*"], [MONTH, MONTH + timedelta(days=1)])
+        return times, [(d, str(k), n) for d, k, n in days], nights
+
+    times, days, nights = asyncio.run(go())
+    assert len(times) == 71
+    # 10:00 and 22:00 in Shanghai: the SOS at 02:00 UTC and the immobile at 14:00 UTC, a day each.
+    assert days[:3] == [(MONTH, "fall", 1), (MONTH, "immobile", 1), (MONTH, "sos", 1)]
+    # Four pads; two reported on the first night, at 1/2 and 1/4 of a sample a second.
+    first, second = nights
+    assert (first.beds, first.reporting, second.reporting) == (4, 2, 0)
+    assert first.coverage == pytest.approx((0.5 + 0.25) / 4)
