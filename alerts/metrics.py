@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from alerts import operations
 from alerts.model import OFFLINE_AFTER_S, AlertId, AlertState
 from alerts.notifier import Delivery
 from alerts.store import AsyncConn, Upserted
@@ -62,6 +64,7 @@ ANSWER_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
+NO_AREA = "none"  # the area label of residents not placed in any area
 _TRACKED_MAX = 10_000  # SOS alerts whose first send is awaited; bounded if a send never happens
 
 
@@ -129,8 +132,9 @@ class AlertCounts(Collector):
     def __init__(self) -> None:
         self._counts: list[tuple[str, str, str, int]] = []
         self._fleet: list[tuple[str, str, int]] = []
+        self._areas: dict[str, operations.Now] = {}
 
-    async def refresh(self, conn: AsyncConn) -> None:
+    async def refresh(self, conn: AsyncConn, now: datetime | None = None) -> None:
         cur = await conn.execute(
             "SELECT kind, severity, state, count(*) FROM alerts"
             " WHERE state IN ('open', 'acknowledged') GROUP BY kind, severity, state"
@@ -138,6 +142,9 @@ class AlertCounts(Collector):
         self._counts = [(k, s, st, int(n)) for k, s, st, n in await cur.fetchall()]
         cur = await conn.execute(FLEET, FLEET_PARAMS)
         self._fleet = [(kind, state, int(n)) for kind, state, n in await cur.fetchall()]
+        at = now or datetime.now(UTC)
+        found = await operations.now_by_area(conn, operations.ALL_AREAS, at)
+        self._areas = {name or NO_AREA: now for name, now in found.items() if name is not None}
 
     def collect(self) -> Iterator[Metric]:
         family = GaugeMetricFamily(
@@ -162,6 +169,39 @@ class AlertCounts(Collector):
         for kind, state, n in self._fleet:
             fleet.add_metric([kind, state], n)
         yield fleet
+        yield from self._by_area()
+
+    def _by_area(self) -> Iterator[Metric]:
+        """The operations view's "now" per top-level area (community), as gauges."""
+        beds = GaugeMetricFamily(
+            "bedwatch_area_beds",
+            "Beds by area (the first segment of the residents' area path; 'none' if unplaced)"
+            " and condition: registered, online, silent_1h (devices), low_battery (devices),"
+            " strap_off, out_of_bed (at night, now)",
+            labels=["area", "state"],
+        )
+        standing = GaugeMetricFamily(
+            "bedwatch_area_alerts",
+            "Alerts standing now by area, severity and state (open: not yet acknowledged)",
+            labels=["area", "severity", "state"],
+        )
+        for area, now in sorted(self._areas.items()):
+            fleet = now.fleet
+            for state, n in (
+                ("registered", fleet.beds),
+                ("online", fleet.online),
+                ("silent_1h", fleet.silent_1h),
+                ("low_battery", fleet.low_battery),
+                ("strap_off", fleet.strap_off),
+                ("out_of_bed", fleet.out_of_bed),
+            ):
+                beds.add_metric([area, state], n)
+            for severity in Severity:
+                ages = now.open_alerts.get(severity.value, {})
+                standing.add_metric([area, severity.value, "open"], sum(ages.values()))
+            standing.add_metric([area, "all", "acknowledged"], now.acknowledged)
+        yield beds
+        yield standing
 
 
 # The fleet as the operations centre asks after it. Online: heard within OFFLINE_AFTER_S (as the

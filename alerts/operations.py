@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from alerts.config import AlertConfig
+from alerts.config import AlertConfig, default_config
 from alerts.model import OFFLINE_AFTER_S, AlertId, ContactId
 from alerts.store import AsyncConn
 from detectors.findings import FindingKind, Severity
@@ -330,20 +330,11 @@ async def snapshot(
     if depth < 1:
         raise ValueError("depth: at least 1 (the first segment of the area path)")
     params = _params(config, areas, period, now, depth)
-    groups: dict[str | None, dict[str, Any]] = {}
+    groups = await _now(conn, params)
 
     def group(name: str | None) -> dict[str, Any]:
-        return groups.setdefault(name, {"open": {}, "acknowledged": 0, "kinds": {}, "answers": {}})
+        return groups.setdefault(name, _empty())
 
-    # In every query, a row whose group is NULL is the whole scope (ROLLUP, GROUPING SETS).
-    for grp, *counts in await _rows(conn, _FLEET, params):
-        group(grp)["fleet"] = Fleet(*(int(n) for n in counts))
-    for grp, severity, state, age, n in await _rows(conn, _OPEN, params):
-        found = group(grp)
-        if state == "acknowledged":
-            found["acknowledged"] += int(n)
-        else:
-            found["open"].setdefault(severity, dict.fromkeys(AGES, 0))[age] = int(n)
     for grp, kind, n in await _rows(conn, _KINDS, params):
         group(grp)["kinds"][kind] = int(n)
     for grp, severity, alerts, *rest in await _rows(conn, _ANSWERS, params):
@@ -361,6 +352,44 @@ async def snapshot(
         await _unanswered(conn, params),
         await _out_of_bed(conn, params),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """One area group's state at a moment: its fleet, and its alerts standing."""
+
+    fleet: Fleet
+    open_alerts: dict[str, dict[str, int]]  # severity -> age -> count, not yet acknowledged
+    acknowledged: int
+
+
+async def now_by_area(
+    conn: AsyncConn, areas: Sequence[str], now: datetime, *, depth: int = 1
+) -> dict[str | None, Now]:
+    """The "now" figures alone, per area group (None: the whole scope): for gauges."""
+    params = _params(None, areas, Period(now, now), now, depth)
+    return {
+        name: Now(found.get("fleet", Fleet()), found["open"], found["acknowledged"])
+        for name, found in (await _now(conn, params)).items()
+    }
+
+
+def _empty() -> dict[str, Any]:
+    return {"open": {}, "acknowledged": 0, "kinds": {}, "answers": {}}
+
+
+async def _now(conn: AsyncConn, params: dict[str, Any]) -> dict[str | None, dict[str, Any]]:
+    groups: dict[str | None, dict[str, Any]] = {}
+    # In every query, a row whose group is NULL is the whole scope (ROLLUP, GROUPING SETS).
+    for grp, *counts in await _rows(conn, _FLEET, params):
+        groups.setdefault(grp, _empty())["fleet"] = Fleet(*(int(n) for n in counts))
+    for grp, severity, state, age, n in await _rows(conn, _OPEN, params):
+        found = groups.setdefault(grp, _empty())
+        if state == "acknowledged":
+            found["acknowledged"] += int(n)
+        else:
+            found["open"].setdefault(severity, dict.fromkeys(AGES, 0))[age] = int(n)
+    return groups
 
 
 def _order(item: tuple[str | None, dict[str, Any]]) -> tuple[bool, str]:
@@ -402,9 +431,10 @@ def _float(value: Any) -> float | None:
 
 
 def _params(
-    config: AlertConfig, areas: Sequence[str], period: Period, now: datetime, depth: int
+    config: AlertConfig | None, areas: Sequence[str], period: Period, now: datetime, depth: int
 ) -> dict[str, Any]:
-    last = {s: len(config.ladder(s).steps) - 1 for s in Severity}
+    ladders = config or default_config()
+    last = {s: len(ladders.ladder(s).steps) - 1 for s in Severity}
     return {
         "areas": list(areas),
         "depth": depth,

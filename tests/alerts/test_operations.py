@@ -9,6 +9,9 @@ import psycopg
 import pytest
 
 from alerts.config import default_config
+from alerts.metrics import REGISTRY as ALERT_REGISTRY
+from alerts.metrics import AlertCounts
+from alerts.model import ContactId, Via
 from alerts.operations import (
     AGES,
     Answers,
@@ -25,7 +28,9 @@ from alerts.operations import (
 )
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
+from tests.alerts.harness import FakeClock, contact, prepare, running, site, sos
 from tests.month import END, MONTH, NOW, START, scripted_ward
+from tests.support import query
 
 PERIOD = Period(START, END)
 
@@ -150,3 +155,71 @@ def test_series_for_the_report(ward: str) -> None:
     first, second = nights
     assert (first.beds, first.reporting, second.reporting) == (4, 2, 0)
     assert first.coverage == pytest.approx((0.5 + 0.25) / 4)
+
+
+def test_the_gauges_per_area(ward: str) -> None:
+    counts = AlertCounts()
+
+    async def go() -> None:
+        async with await psycopg.AsyncConnection.connect(ward) as conn:
+            await counts.refresh(conn, NOW)
+
+    asyncio.run(go())
+    samples = {
+        (m.name, tuple(sorted(s.labels.items()))): s.value
+        for m in counts.collect()
+        for s in m.samples
+        if m.name.startswith("bedwatch_area")
+    }
+
+    def beds(area: str) -> list[float]:
+        states = ("registered", "online", "silent_1h", "low_battery", "strap_off", "out_of_bed")
+        return [samples["bedwatch_area_beds", (("area", area), ("state", s))] for s in states]
+
+    assert beds("kangjian") == [2, 1, 1, 1, 1, 1]
+    assert beds("hongmei") == [1, 1, 1, 0, 0, 0]
+    assert beds("none") == [1, 0, 0, 0, 0, 0]
+    open_sos = ("bedwatch_area_alerts", (("area", "kangjian"), ("severity", "critical"),
+                                         ("state", "open")))  # fmt: skip
+    in_hand = ("bedwatch_area_alerts", (("area", "hongmei"), ("severity", "all"),
+                                        ("state", "acknowledged")))  # fmt: skip
+    assert (samples[open_sos], samples[in_hand]) == (1, 1)
+
+
+def test_the_answer_histogram_agrees_with_the_view(database_url: str) -> None:
+    """Twelve SOS acknowledged 10, 20, ... 120 s after being raised, by the engine's clock."""
+    settings = prepare(database_url, site([contact("c-zhang", "care_staff", [])], ["c-zhang"]))
+    clock = FakeClock()
+    histogram = "bedwatch_alert_answer_seconds"
+    before = _answer_samples(histogram)
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (_, engine):
+            for d in range(1, 13):
+                raised = await engine.handle(sos(clock.now_ms))
+                assert raised is not None
+                clock.advance(d * 10)
+                done = await engine.acknowledge(raised, ContactId("c-zhang"), Via.API)
+                assert done.outcome == "done"
+                await engine.resolve(raised, ContactId("c-zhang"), Via.API)
+                clock.advance(60)
+
+    asyncio.run(scenario())
+    after = _answer_samples(histogram)
+    grew = {key: after[key] - before.get(key, 0.0) for key in after}
+    assert grew[f"{histogram}_count"] == 12
+    assert grew[f"{histogram}_sum"] == sum(d * 10 for d in range(1, 13))
+    assert (grew[f"{histogram}_bucket:60.0"], grew[f"{histogram}_bucket:180.0"]) == (6, 12)
+    viewed = query(database_url, "SELECT answer_s FROM alert_answer_times ORDER BY alert_id")
+    assert [s for (s,) in viewed] == [d * 10.0 for d in range(1, 13)]
+
+
+def _answer_samples(name: str) -> dict[str, float]:
+    """The critical series of the answer histogram, keyed by sample name (and bucket)."""
+    found: dict[str, float] = {}
+    for metric in ALERT_REGISTRY.collect():
+        for s in metric.samples:
+            if s.name.startswith(name) and s.labels.get("severity") == "critical":
+                le = s.labels.get("le")
+                found[f"{s.name}:{le}" if le else s.name] = s.value
+    return found
