@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import uuid
@@ -32,9 +33,22 @@ def load_dashboard() -> dict[str, Any]:
 
 
 def panels() -> list[dict[str, Any]]:
+    """The panels that query (rows only group them)."""
     found = load_dashboard()["panels"]
     assert isinstance(found, list)
-    return found
+    return [panel for panel in found if panel["type"] != "row"]
+
+
+def test_the_service_levels_have_a_row_of_their_own() -> None:
+    found = load_dashboard()["panels"]
+    [row] = [panel for panel in found if panel["type"] == "row"]
+    assert row["title"] == "Service levels"
+    below = [p["title"] for p in found if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    assert below == [
+        "Answer times by severity (time range)",
+        "Critical alerts answered within 60 s and 180 s, per day",
+        "Alerts and answers by area (time range)",
+    ]
 
 
 def datasource() -> dict[str, Any]:
@@ -49,11 +63,11 @@ def grafana_sql(raw: str, residents: list[str]) -> str:
     sql = raw
     sql = sql.replace("$__timeFrom()", f"'{FROM.isoformat()}'")
     sql = sql.replace("$__timeTo()", f"'{TO.isoformat()}'")
-    for column in ("m.bucket", "received_at", "opened_at"):
-        sql = sql.replace(
-            f"$__timeFilter({column})",
-            f"{column} BETWEEN '{FROM.isoformat()}' AND '{TO.isoformat()}'",
-        )
+    sql = re.sub(
+        r"\$__timeFilter\(([\w.]+)\)",
+        rf"\1 BETWEEN '{FROM.isoformat()}' AND '{TO.isoformat()}'",
+        sql,
+    )
     sql = sql.replace("$__interval_ms", "60000")
     sql = sql.replace("$resident", ", ".join(f"'{r}'" for r in residents))
     assert "$" not in sql, f"a Grafana macro or variable the test does not know: {sql}"
@@ -141,7 +155,8 @@ def seed(url: str) -> None:
             "INSERT INTO residents (id, name) VALUES ('r-1', 'Wang'), ('r-2', 'Chen');"
             "INSERT INTO devices (id, kind, resident_id) VALUES"
             " ('mat-1', 'mattress', 'r-1'), ('band-1', 'wristband', 'r-1'),"
-            " ('mat-2', 'mattress', 'r-2')"
+            " ('mat-2', 'mattress', 'r-2');"
+            "UPDATE residents SET area = 'kangjian/kangle/1' WHERE id = 'r-1'"
         )
         conn.cursor().executemany(
             "INSERT INTO mattress_samples (time, device_id, resident_id, hr, rr, move, occ, sq)"
@@ -204,6 +219,10 @@ EXPECTED: dict[str, Callable[[Rows], bool]] = {
     # (severity, alerts, unanswered): none of the three was acknowledged by anybody.
     "Answer times by severity (time range)": lambda rows: (
         [(r[0], r[1], r[8]) for r in rows] == [("critical", 1, 1), ("high", 1, 1), ("medium", 1, 1)]
+    ),
+    # (area, alerts, critical): r-1 lives in kangjian, r-2 in no area.
+    "Alerts and answers by area (time range)": lambda rows: (
+        [(r[0], r[1], r[2]) for r in rows] == [("(none)", 2, 0), ("kangjian", 1, 1)]
     ),
     "Critical alerts answered within 60 s and 180 s, per day": lambda rows: (
         [(r[1], r[2]) for r in rows] == [(0, 0)]
