@@ -10,15 +10,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from alerts import metrics as alert_metrics
 from alerts import store
 from alerts.config import AlertConfig, default_config
 from alerts.directory import Directory
-from alerts.model import AlertId, ContactId, Outgoing, Reason, Result, Via
+from alerts.feed import load_feeds
+from alerts.model import AlertId, FeedDelivery, Outgoing, Reason, Result, Via
 from alerts.notifier import PER_CHANNEL, Delivery, Notifier, redact
 from alerts.routing import backoff_s
+from alerts.webhooks import Poster, WebhookPoster
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,14 @@ log = logging.getLogger(__name__)
 RECORD_TIMEOUT_S = 5.0
 RECORD_RETRY_FIRST_S = 0.5
 RECORD_RETRY_MAX_S = 30.0
+# Feeds' webhooks: workers, slots and threads of their own, few, beside the pages to people.
+FEED_WORKERS = 4
+WEBHOOK_TIMEOUT_S = 10.0
+# Backoff of a feed event's attempts grows to the policy's cap by this attempt, then stays.
+_BACKOFF_ATTEMPTS_MAX = 30
+
+Row = Outgoing | FeedDelivery
+Channel = tuple[str, str, int]  # ("contact", id, channel index) or ("feed", id, webhook index)
 
 
 @dataclass(slots=True)
@@ -51,6 +61,7 @@ class Sender:
         workers: int,
         critical_workers: int = 8,
         rng: random.Random | None = None,
+        webhooks: Poster | None = None,
     ) -> None:
         self._pool = pool
         self._notifier = notifier
@@ -61,39 +72,59 @@ class Sender:
         self._rng = rng or random.Random()
         # Critical sends have workers of their own: however many other messages are queued or
         # held by channels that do not answer, an SOS or a fall goes out at once.
-        self._queue: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._critical: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._busy: dict[tuple[ContactId, int], int] = {}  # sends in progress, by channel
-        self._waiting: dict[tuple[ContactId, int], deque[tuple[asyncio.Queue[Outgoing], Outgoing]]]
-        self._waiting = {}
+        self._queue: asyncio.Queue[Row] = asyncio.Queue()
+        self._critical: asyncio.Queue[Row] = asyncio.Queue()
+        # Feed events are secondary: a lane of their own, so a platform's receiver that hangs or
+        # a burst of events never stands before a page to a person.
+        self._feed: asyncio.Queue[Row] = asyncio.Queue()
+        self._own_webhooks: WebhookPoster | None = None
+        if webhooks is None:
+            webhooks = self._own_webhooks = WebhookPoster(
+                timeout_s=WEBHOOK_TIMEOUT_S, max_parallel=FEED_WORKERS
+            )
+        self._webhooks = webhooks
+        self._busy: dict[Channel, int] = {}  # sends in progress, by channel
+        self._waiting: dict[Channel, deque[tuple[asyncio.Queue[Row], Row]]] = {}
         # Results the database could not take when they came: kept here, recorded by one task
         # that tries again, while the workers go on sending.
-        self._unrecorded: asyncio.Queue[tuple[Outgoing, Delivery]] = asyncio.Queue()
+        self._unrecorded: asyncio.Queue[tuple[Row, Delivery]] = asyncio.Queue()
         self.delivered = 0
         self.failed = 0
 
-    def submit(self, rows: Iterable[Outgoing]) -> None:
+    def submit(self, rows: Iterable[Row]) -> None:
         for row in rows:
-            (self._critical if row.critical else self._queue).put_nowait(row)
+            if isinstance(row, FeedDelivery):
+                self._feed.put_nowait(row)
+            else:
+                (self._critical if row.critical else self._queue).put_nowait(row)
 
     async def idle(self) -> None:
         """Until every submitted row has been tried and recorded (for tests and draining)."""
         await self._critical.join()
         await self._queue.join()
+        await self._feed.join()
         await self._unrecorded.join()
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as tasks:
-            for i in range(self._critical_workers):
-                tasks.create_task(self._send_loop(self._critical), name=f"critical_send_loop_{i}")
-            for i in range(self._workers):
-                tasks.create_task(self._send_loop(self._queue), name=f"send_loop_{i}")
-            tasks.create_task(self._record_loop(), name="record_loop")
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                for i in range(self._critical_workers):
+                    tasks.create_task(
+                        self._send_loop(self._critical), name=f"critical_send_loop_{i}"
+                    )
+                for i in range(self._workers):
+                    tasks.create_task(self._send_loop(self._queue), name=f"send_loop_{i}")
+                for i in range(FEED_WORKERS):
+                    tasks.create_task(self._send_loop(self._feed), name=f"feed_send_loop_{i}")
+                tasks.create_task(self._record_loop(), name="record_loop")
+        finally:
+            if self._own_webhooks is not None:
+                self._own_webhooks.close()
 
-    async def _send_loop(self, queue: asyncio.Queue[Outgoing]) -> None:
+    async def _send_loop(self, queue: asyncio.Queue[Row]) -> None:
         while True:
             row = await queue.get()
-            channel = (row.contact_id, row.channel_index)
+            channel = _channel(row)
             if self._busy.get(channel, 0) >= PER_CHANNEL:
                 # Set aside without holding a worker: a channel that does not answer takes at
                 # most PER_CHANNEL workers, and every other contact's page goes on.
@@ -110,7 +141,7 @@ class Sender:
                 self._channel_free(channel)
                 queue.task_done()
 
-    def _channel_free(self, channel: tuple[ContactId, int]) -> None:
+    def _channel_free(self, channel: Channel) -> None:
         self._busy[channel] -= 1
         if not self._busy[channel]:
             del self._busy[channel]
@@ -122,9 +153,28 @@ class Sender:
             queue.put_nowait(row)
             queue.task_done()  # for the take that set it aside
 
-    async def _send(self, row: Outgoing) -> None:
-        if row.alert_id is not None and not await self._still_open(row):
-            return
+    async def _send(self, row: Row) -> None:
+        if isinstance(row, FeedDelivery):
+            delivery = await self._post(row)
+        else:
+            if row.alert_id is not None and not await self._still_open(row):
+                return
+            delivery = await self._page(row)
+        if delivery.ok:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            _, to, _ = _channel(row)
+            log.warning("notification %s to %s failed: %s", row.id, to, delivery.error)
+        try:
+            await self._record(row, delivery)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # A row left 'sending' would get no retry and no next channel: kept, and recorded
+            # when the database is back, while this worker goes on to the next page.
+            log.warning("notification %s: result not recorded yet (%s)", row.id, exc)
+            self._unrecorded.put_nowait((row, delivery))
+
+    async def _page(self, row: Outgoing) -> Delivery:
         contact = self._current.directory.contacts.get(row.contact_id)
         if contact is None or row.channel_index >= len(contact.channels):
             delivery = Delivery(False, 0.0, "contact or channel no longer in the registry", False)
@@ -134,20 +184,21 @@ class Sender:
                 contact.channels[row.channel_index], row.title, row.body, critical=row.critical
             )
         alert_metrics.attempt_done(row.alert_id, delivery)
-        if delivery.ok:
-            self.delivered += 1
-        else:
-            self.failed += 1
-            log.warning("notification %s to %s failed: %s", row.id, row.contact_id, delivery.error)
-        try:
-            await self._record(row, delivery)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            # A row left 'sending' would get no retry and no next channel: kept, and recorded
-            # when the database is back, while this worker goes on to the next page.
-            log.warning("notification %s: result not recorded yet (%s)", row.id, exc)
-            self._unrecorded.put_nowait((row, delivery))
+        return delivery
 
-    async def _record(self, row: Outgoing, delivery: Delivery) -> None:
+    async def _post(self, row: FeedDelivery) -> Delivery:
+        """A feed event to its webhook, the URL (secrets and all) read from the site settings now:
+        the outbox keeps it redacted."""
+        try:
+            async with self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn:
+                feed = (await load_feeds(conn)).get(row.feed_id)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            return Delivery(False, 0.0, f"feed settings not readable: {exc}"[:500])
+        if feed is None or row.webhook_index >= len(feed.webhooks):
+            return Delivery(False, 0.0, "feed or webhook no longer in the site file", False)
+        return await self._webhooks.post(feed.webhooks[row.webhook_index], row.body)
+
+    async def _record(self, row: Row, delivery: Delivery) -> None:
         """The attempt's result, and after a failure what comes next, in one transaction."""
         async with self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn, conn.transaction():
             recorded = await store.record_result(
@@ -159,7 +210,10 @@ class Sender:
                 duration_ms=delivery.duration_ms,
             )
             if recorded and not delivery.ok:
-                await self._after_failure(conn, row, delivery)
+                if isinstance(row, FeedDelivery):
+                    await self._feed_failed(conn, row, delivery)
+                else:
+                    await self._after_failure(conn, row, delivery)
 
     async def _record_loop(self) -> None:
         delay = RECORD_RETRY_FIRST_S
@@ -208,6 +262,28 @@ class Sender:
             log.warning("notification %s: alert state unknown (%s); sending", row.id, exc)
             return True
         return False
+
+    async def _feed_failed(self, conn: store.AsyncConn, row: FeedDelivery, d: Delivery) -> None:
+        """Tried again with the retry policy's backoff, for as long as the feed says; the alert's
+        later events wait for it (claim_due), so a receiver back after an outage gets them in
+        order. Given up, it is audited and the next event goes."""
+        now = self._clock()
+        feed = (await load_feeds(conn)).get(row.feed_id)
+        if d.retryable and feed is not None:
+            attempt = min(row.attempt, _BACKOFF_ATTEMPTS_MAX)
+            due = now + int(backoff_s(self._current.config.retry, attempt, self._rng) * 1000)
+            oldest = now - feed.give_up_after_s * 1000
+            if await store.retry_feed(conn, row.id, now, due, oldest):
+                return
+        await store.audit(
+            conn,
+            row.alert_id,
+            now,
+            "system",
+            "feed event given up",
+            Via.SYSTEM,
+            {"feed": row.feed_id, "webhook": row.webhook_index, "error": d.error[:300]},
+        )
 
     async def _after_failure(self, conn: store.AsyncConn, row: Outgoing, d: Delivery) -> None:
         now = self._clock()
@@ -273,3 +349,10 @@ class Sender:
                 "UPDATE alerts SET next_action_at = %s WHERE id = %s AND state = 'open'",
                 (store.ts(now), alert_id),
             )
+
+
+def _channel(row: Row) -> Channel:
+    """Whose channel a row is for: a contact's, or a feed's webhook."""
+    if isinstance(row, FeedDelivery):
+        return "feed", row.feed_id, row.webhook_index
+    return "contact", row.contact_id, row.channel_index

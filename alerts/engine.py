@@ -10,8 +10,8 @@ from enum import StrEnum
 
 from psycopg_pool import AsyncConnectionPool
 
+from alerts import feed, store
 from alerts import metrics as alert_metrics
-from alerts import store
 from alerts.config import NEVER_MUTED, AlertConfig
 from alerts.delivery import Current, Sender
 from alerts.directory import Directory, load_directory
@@ -24,6 +24,7 @@ from alerts.model import (
     Contact,
     ContactId,
     DirectPage,
+    Event,
     Outgoing,
     Reason,
     Via,
@@ -138,14 +139,16 @@ class Engine:
             alert = up.alert
             outgoing = []
             if up.inserted:
-                await store.audit(conn, alert.id, now, SYSTEM, "opened", Via.SYSTEM)
+                event = await store.audit(conn, alert.id, now, SYSTEM, "opened", Via.SYSTEM)
+                await feed.publish(conn, event, Event.OPENED, now)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
                 outgoing = await self._paged_directly(conn, alert, outgoing, reached, now)
             elif _new_emergency(alert, finding):
                 # Acknowledged but not resolved, and this is another press or fall, not a repeat
                 # of the one acknowledged: somebody must hear about it, so the ladder starts again.
                 alert = await store.reopen(conn, alert.id, now, finding.started_ms)
-                await store.audit(conn, alert.id, now, SYSTEM, "re-opened", Via.SYSTEM)
+                event = await store.audit(conn, alert.id, now, SYSTEM, "re-opened", Via.SYSTEM)
+                await feed.publish(conn, event, Event.OPENED, now)
                 outgoing = await self._first_notice(conn, alert, now, Reason.OPENED)
                 outgoing = await self._paged_directly(conn, alert, outgoing, reached, now)
             elif alert.severity.rank < up.previous_severity.rank:
@@ -153,7 +156,7 @@ class Engine:
                 # 60601-1-8 annunciates an escalated alarm again), and the graver ladder's
                 # deadlines run from now, not from when the milder alert opened.
                 alert = await store.reopen(conn, alert.id, now)
-                await store.audit(
+                event = await store.audit(
                     conn,
                     alert.id,
                     now,
@@ -162,6 +165,7 @@ class Engine:
                     Via.SYSTEM,
                     {"from": up.previous_severity.value, "to": alert.severity.value},
                 )
+                await feed.publish(conn, event, Event.OPENED, now)
                 outgoing = await self._first_notice(conn, alert, now, Reason.SEVERITY_RAISED)
         alert_metrics.alert_upserted(up, received)
         # Sent only once committed: a row the database does not have is never sent.
@@ -273,7 +277,7 @@ class Engine:
             nxt = now  # nobody to tell on this step: the next step at once
         await store.schedule(conn, alert.id, tier=tier, notice_ms=now, next_ms=nxt)
         if tier > 0 or reason is not Reason.OPENED:
-            await store.audit(
+            event = await store.audit(
                 conn,
                 alert.id,
                 now,
@@ -282,6 +286,8 @@ class Engine:
                 Via.SYSTEM,
                 {"tier": tier, "contacts": [c.id for c in contacts]},
             )
+            if tier > 0:
+                await feed.publish(conn, event, Event.ESCALATED, now)
         return await store.enqueue(conn, planned, now, now, claim=claim)
 
     def _plan(
@@ -418,9 +424,10 @@ class Engine:
                 (store.ts(now), actor, alert_id),
             )
             cancelled = await store.cancel_pending(conn, alert_id)
-            await store.audit(
+            event = await store.audit(
                 conn, alert_id, now, actor, "acknowledged", via, {"cancelled": cancelled}
             )
+            await feed.publish(conn, event, Event.ACKNOWLEDGED, now)
         alert_metrics.alert_moved(alert.kind, AlertState.ACKNOWLEDGED)
         alert_metrics.alert_answered(alert.severity, (now - alert.opened_ms) / 1000)
         self._taken(alert)
@@ -458,7 +465,10 @@ class Engine:
             (store.ts(now), actor, alert_id),
         )
         cancelled = await store.cancel_pending(conn, alert_id)
-        await store.audit(conn, alert_id, now, actor, "resolved", via, {"cancelled": cancelled})
+        event = await store.audit(
+            conn, alert_id, now, actor, "resolved", via, {"cancelled": cancelled}
+        )
+        await feed.publish(conn, event, Event.RESOLVED, now)
 
     def _taken(self, alert: Alert) -> None:
         """A person has the SOS: tell the wristband (it vibrates and shows it)."""

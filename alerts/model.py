@@ -17,6 +17,7 @@ OFFLINE_AFTER_S = {"mattress": _SILENT.mattress_silent_s, "wristband": _SILENT.w
 AlertId = NewType("AlertId", int)
 ContactId = NewType("ContactId", str)
 NotificationId = NewType("NotificationId", int)
+FeedId = NewType("FeedId", str)
 
 
 class AlertState(StrEnum):
@@ -48,6 +49,16 @@ class Reason(StrEnum):
     FALLBACK = "fallback: previous channel kept failing"
     INTERRUPTED = "resent: interrupted by a restart"
     DIGEST = "daily digest"
+    FEED = "feed event"
+
+
+class Event(StrEnum):
+    """An alert's lifecycle events, as feeds publish them."""
+
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
 
 
 class Via(StrEnum):
@@ -121,3 +132,15 @@ class DirectPage:
     channel_index: int
     sent_ms: int  # when the attempt began (the engine's clock)
     duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedDelivery:
+    """A claimed outbox row of a feed: one lifecycle event for one of its webhooks."""
+
+    id: NotificationId
+    alert_id: AlertId
+    feed_id: FeedId
+    webhook_index: int
+    attempt: int
+    body: str  # the CloudEvent, as JSON

@@ -17,6 +17,8 @@ from alerts.model import (
     AlertState,
     ContactId,
     DirectPage,
+    FeedDelivery,
+    FeedId,
     NotificationId,
     Outgoing,
     Reason,
@@ -215,21 +217,68 @@ async def enqueue(
     return out
 
 
-async def claim_due(conn: AsyncConn, now_ms: int, limit: int) -> list[Outgoing]:
-    """Pending rows that are due, of alerts still open (or digests), now 'sending'."""
+@dataclass(frozen=True, slots=True)
+class FeedPlanned:
+    """An alert's lifecycle event to put in the outbox for one webhook of one feed."""
+
+    alert_id: AlertId
+    audit_id: int  # the event: its id, and its place among the alert's events
+    feed_id: FeedId
+    webhook_index: int
+    channel: str  # redacted
+    title: str  # the event's type
+    body: str  # the CloudEvent
+
+
+async def enqueue_feed(conn: AsyncConn, planned: Sequence[FeedPlanned], now_ms: int) -> None:
+    """Outbox rows of feed events, due now; the scheduler claims them in each alert's order."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO notifications (alert_id, audit_id, feed_id, channel_index, channel,"
+            " attempt, reason, result, title, body, created_at, due_at)"
+            " VALUES (%s, %s, %s, %s, %s, 1, %s, 'pending', %s, %s, %s, %s)",
+            [
+                (
+                    p.alert_id,
+                    p.audit_id,
+                    p.feed_id,
+                    p.webhook_index,
+                    p.channel,
+                    Reason.FEED.value,
+                    p.title,
+                    p.body,
+                    ts(now_ms),
+                    ts(now_ms),
+                )
+                for p in planned
+            ],
+        )
+
+
+async def claim_due(conn: AsyncConn, now_ms: int, limit: int) -> list[Outgoing | FeedDelivery]:
+    """Pending rows that are due, now 'sending': pages of alerts still open, digests, and feed
+    events whatever the alert's state, each only once the alert's events before it have gone to
+    that webhook (delivered or given up), so a receiver that fails gets them in order later."""
     cur = await conn.execute(
         "UPDATE notifications n SET result = 'sending', sent_at = %(now)s"
         " WHERE n.id IN (SELECT p.id FROM notifications p LEFT JOIN alerts a ON a.id = p.alert_id"
         "   WHERE p.result = 'pending' AND p.due_at <= %(now)s"
-        "     AND (p.alert_id IS NULL OR a.state = 'open')"
+        "     AND (p.alert_id IS NULL OR a.state = 'open' OR p.feed_id IS NOT NULL)"
+        "     AND NOT EXISTS (SELECT 1 FROM notifications e WHERE p.feed_id IS NOT NULL"
+        "       AND e.alert_id = p.alert_id AND e.feed_id = p.feed_id"
+        "       AND e.channel_index = p.channel_index AND e.audit_id < p.audit_id"
+        "       AND e.result IN ('pending', 'sending'))"
         "   ORDER BY p.due_at LIMIT %(limit)s FOR UPDATE OF p SKIP LOCKED)"
         " RETURNING n.id, n.alert_id, n.contact_id, n.channel_index, n.attempt, n.title, n.body,"
-        "   coalesce((SELECT severity = 'critical' FROM alerts WHERE id = n.alert_id), false)",
+        "   coalesce((SELECT severity = 'critical' FROM alerts WHERE id = n.alert_id), false),"
+        "   n.feed_id",
         {"now": ts(now_ms), "limit": limit},
     )
     return [
         Outgoing(NotificationId(i), a, ContactId(c), ch, at, t, b, crit)
-        for i, a, c, ch, at, t, b, crit in await cur.fetchall()
+        if feed is None
+        else FeedDelivery(NotificationId(i), AlertId(a), FeedId(feed), ch, at, b)
+        for i, a, c, ch, at, t, b, crit, feed in await cur.fetchall()
     ]
 
 
@@ -267,7 +316,7 @@ async def record_direct(
 async def cancel_pending(conn: AsyncConn, alert_id: AlertId) -> int:
     cur = await conn.execute(
         "UPDATE notifications SET result = 'cancelled', error = 'alert no longer open'"
-        " WHERE alert_id = %s AND result = 'pending'",
+        " WHERE alert_id = %s AND result = 'pending' AND feed_id IS NULL",
         (alert_id,),
     )
     return cur.rowcount
@@ -323,12 +372,16 @@ async def audit(
     action: str,
     via: Via,
     detail: Mapping[str, object] | None = None,
-) -> None:
-    await conn.execute(
+) -> int:
+    """The audit row's id (a feed's event is known by it)."""
+    cur = await conn.execute(
         "INSERT INTO alert_audit (alert_id, at, actor, action, via, detail)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (alert_id, ts(now_ms), actor, action, via.value, Jsonb(dict(detail or {}))),
     )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def lock_alert(conn: AsyncConn, alert_id: AlertId) -> Alert | None:
@@ -361,10 +414,10 @@ async def revisit(conn: AsyncConn, severities: Sequence[Severity], now_ms: int) 
 
 
 async def unreached(conn: AsyncConn, alert_id: AlertId) -> bool:
-    """Nobody has been reached and nothing is still on its way."""
+    """Nobody has been reached and nothing is still on its way (to a person: feeds aside)."""
     cur = await conn.execute(
         "SELECT NOT EXISTS (SELECT 1 FROM notifications WHERE alert_id = %s"
-        " AND result IN ('delivered', 'pending', 'sending'))",
+        " AND result IN ('delivered', 'pending', 'sending') AND contact_id IS NOT NULL)",
         (alert_id,),
     )
     row = await cur.fetchone()
@@ -375,7 +428,8 @@ async def working_channels(conn: AsyncConn, alert_id: AlertId) -> dict[ContactId
     """For each contact, the channel that last delivered this alert (reminders use it)."""
     cur = await conn.execute(
         "SELECT DISTINCT ON (contact_id) contact_id, channel_index FROM notifications"
-        " WHERE alert_id = %s AND result = 'delivered' ORDER BY contact_id, id DESC",
+        " WHERE alert_id = %s AND result = 'delivered' AND contact_id IS NOT NULL"
+        " ORDER BY contact_id, id DESC",
         (alert_id,),
     )
     return {ContactId(c): i for c, i in await cur.fetchall()}
@@ -386,10 +440,10 @@ async def interrupted(conn: AsyncConn, now_ms: int) -> int:
     cur = await conn.execute(
         "WITH cut AS (UPDATE notifications SET result = 'failed', retryable = true,"
         "   error = 'interrupted by a restart' WHERE result = 'sending' RETURNING *)"
-        " INSERT INTO notifications (alert_id, digest_id, contact_id, tier, channel_index,"
-        "   channel, attempt, reason, result, title, body, created_at, due_at)"
-        " SELECT alert_id, digest_id, contact_id, tier, channel_index, channel, attempt + 1,"
-        "   %s, 'pending', title, body, %s, %s FROM cut",
+        " INSERT INTO notifications (alert_id, digest_id, contact_id, feed_id, audit_id, tier,"
+        "   channel_index, channel, attempt, reason, result, title, body, created_at, due_at)"
+        " SELECT alert_id, digest_id, contact_id, feed_id, audit_id, tier, channel_index,"
+        "   channel, attempt + 1, %s, 'pending', title, body, %s, %s FROM cut",
         (Reason.INTERRUPTED.value, ts(now_ms), ts(now_ms)),
     )
     return cur.rowcount
@@ -408,6 +462,23 @@ async def row_for_retry(conn: AsyncConn, notification_id: NotificationId) -> dic
     values = dict(zip(keys, row[:6], strict=True))
     values |= {"title": row[6], "body": row[7], "critical": row[8], "state": row[9]}
     return values
+
+
+async def retry_feed(
+    conn: AsyncConn, notification_id: NotificationId, now_ms: int, due_ms: int, oldest_ms: int
+) -> bool:
+    """The feed event's next attempt, unless the event is older than `oldest_ms` (then False:
+    it is given up, and the alert's next event may go)."""
+    cur = await conn.execute(
+        "INSERT INTO notifications (alert_id, audit_id, feed_id, tier, channel_index, channel,"
+        "   attempt, reason, result, title, body, created_at, due_at)"
+        " SELECT n.alert_id, n.audit_id, n.feed_id, n.tier, n.channel_index, n.channel,"
+        "   n.attempt + 1, %s, 'pending', n.title, n.body, %s, %s"
+        " FROM notifications n JOIN alert_audit au ON au.id = n.audit_id"
+        " WHERE n.id = %s AND au.at >= %s",
+        (Reason.RETRY.value, ts(now_ms), ts(due_ms), notification_id, ts(oldest_ms)),
+    )
+    return cur.rowcount == 1
 
 
 def evidence_json(evidence: Mapping[str, object]) -> str:

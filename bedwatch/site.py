@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alerts.config import parse_alert_config
+from alerts.feed import parse_feeds
 from detectors.settings import parse_detector_settings
 from ingest import registry
 from ingest.db import connect
@@ -17,7 +18,7 @@ def parse_site(text: str) -> Site:
     """A site file as the service takes it: a bad threshold or route is refused here."""
     return registry.parse_site(
         text,
-        sections={"alerts": parse_alert_config},
+        sections={"alerts": parse_alert_config, "feeds": parse_feeds},
         check_detectors=parse_detector_settings,
     )
 
