@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nats
 import paho.mqtt.client as paho
+from nats.aio.msg import Msg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bedwatch.cluster.bridge import (
@@ -59,7 +60,7 @@ def publish(url: str, messages: list[tuple[str, bytes]]) -> None:
         client.loop_stop()
 
 
-async def stored(nats_url: str, expected: int, timeout_s: float = 15.0) -> list[nats.aio.msg.Msg]:
+async def stored(nats_url: str, expected: int, timeout_s: float = 15.0) -> list[Msg]:
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
@@ -94,7 +95,7 @@ def test_every_message_once_and_none_acknowledged_before_the_stream_has_it(
                 for i in range(50)
             ]
 
-            async def scenario() -> tuple[list[nats.aio.msg.Msg], int]:
+            async def scenario() -> tuple[list[Msg], int]:
                 bridge = Bridge(mqtt, settings, RESIDENTS)
                 await bridge.start()
                 await asyncio.to_thread(bridge.sessions[0].connected.wait, 10)
