@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nats
 import paho.mqtt.client as paho
-from nats.aio.msg import Msg
+from nats.js.api import RawStreamMsg as Msg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bedwatch.cluster.bridge import (
