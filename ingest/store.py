@@ -34,6 +34,15 @@ _CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, Database
 Cursor = psycopg.Cursor[tuple[object, ...]]
 AlsoWrite = Callable[[Cursor], None]
 
+
+class WriteAborted(Exception):
+    """Raised by an `also` callback to abandon the whole write: nothing of the batch is stored
+    and nothing is narrowed down (the caller decides what becomes of it)."""
+
+
+# Errors that end a write as they are: the batch is kept by the caller, not narrowed down.
+_NOT_NARROWED = (*_CONNECTION_ERRORS, WriteAborted)
+
 _MS = "TIMESTAMPTZ 'epoch' + ts_ms * INTERVAL '1 millisecond'"
 
 # Pad samples, the bulk of every batch, first go straight into their table by binary COPY (half
@@ -202,7 +211,7 @@ class Store:
         """
         try:
             return self._write(messages, derived, also)
-        except _CONNECTION_ERRORS:
+        except _NOT_NARROWED:
             raise
         except Exception:
             log.exception("batch of %d messages refused; narrowing it down", len(messages))
@@ -210,7 +219,7 @@ class Store:
         result = WriteResult()
         try:
             result = self._write((), derived, also)
-        except _CONNECTION_ERRORS:
+        except _NOT_NARROWED:
             raise
         except Exception:
             # Computed here, not received: dropping them loses no device data.

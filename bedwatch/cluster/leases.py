@@ -17,10 +17,12 @@ from typing import Any
 
 import psycopg
 
+from ingest.store import WriteAborted
+
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
-class Fenced(Exception):
+class Fenced(WriteAborted):
     """The partition's epoch has moved on: another worker owns it now."""
 
     def __init__(self, partition: int, epoch: int) -> None:
@@ -131,22 +133,35 @@ async def release(conn: AsyncConn, partition: int, worker: str, epoch: int) -> b
     return cur.rowcount == 1
 
 
-async def checkpoint(
-    conn: AsyncConn,
+def checkpoint(
+    cur: psycopg.Cursor[tuple[Any, ...]],
     partition: int,
     worker: str,
     epoch: int,
     *,
     position: int,
-    events_at: int,
-    state: bytes | None,
+    state: bytes,
 ) -> None:
     """In the caller's transaction, with the rows the input up to `position` produced: record
-    how far the partition got and its detector state, or raise Fenced (the caller rolls back)."""
+    how far the partition's input got and its detector state, or raise Fenced (the whole
+    transaction is abandoned: a stale worker's rows are never stored)."""
+    cur.execute(
+        "UPDATE partition_leases SET position = %s, state = %s, updated_at = now()"
+        " WHERE partition = %s AND owner = %s AND epoch = %s",
+        (position, state, partition, worker, epoch),
+    )
+    if cur.rowcount != 1:
+        raise Fenced(partition, epoch)
+
+
+async def events_checkpoint(
+    conn: AsyncConn, partition: int, worker: str, epoch: int, events_at: int
+) -> None:
+    """The same for the partition's emergency lane, whose findings commit on their own."""
     cur = await conn.execute(
-        "UPDATE partition_leases SET position = %s, events_at = %s, state = %s,"
-        " updated_at = now() WHERE partition = %s AND owner = %s AND epoch = %s",
-        (position, events_at, state, partition, worker, epoch),
+        "UPDATE partition_leases SET events_at = greatest(events_at, %s), updated_at = now()"
+        " WHERE partition = %s AND owner = %s AND epoch = %s",
+        (events_at, partition, worker, epoch),
     )
     if cur.rowcount != 1:
         raise Fenced(partition, epoch)

@@ -76,6 +76,13 @@ def test_residents_spread_over_partitions_and_a_join_moves_a_quarter() -> None:
     assert all(three[p] == "w2" for p in leases.moved(three, two))
 
 
+def write(url: str, value: int, epoch: int, position: int) -> None:
+    """A row and w-a's checkpoint of partition 7, in one transaction."""
+    with psycopg.connect(url) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.execute("INSERT INTO t VALUES (%s)", (value,))
+        leases.checkpoint(cur, 7, "w-a", epoch, position=position, state=b"s1")
+
+
 def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
     migrate(settings_for(database_url, "mqtt://127.0.0.1:1", "x"))
 
@@ -92,10 +99,9 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             assert first.epoch == 1
             # Held: w-b cannot take it while the lease runs.
             assert await leases.acquire(b, 7, "w-b", ttl_s=5) is None
-            async with a.transaction():
-                await a.execute("CREATE TABLE IF NOT EXISTS t (v int)")
-                await a.execute("INSERT INTO t VALUES (1)")
-                await leases.checkpoint(a, 7, "w-a", 1, position=10, events_at=2, state=b"s1")
+            await a.execute("CREATE TABLE IF NOT EXISTS t (v int)")
+            await asyncio.to_thread(write, database_url, 1, 1, 10)
+            await leases.events_checkpoint(a, 7, "w-a", 1, 2)
             await asyncio.sleep(0.3)  # w-a stalls past its lease
             assert await leases.renew(a, "w-a", {7: 1}, ttl_s=5) == set()
             second = await leases.acquire(b, 7, "w-b", ttl_s=5)
@@ -104,12 +110,12 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
                 2, 10, 2, b"s1",
             )  # fmt: skip
             try:
-                async with a.transaction():
-                    await a.execute("INSERT INTO t VALUES (2)")
-                    await leases.checkpoint(a, 7, "w-a", 1, position=20, events_at=3, state=None)
+                await asyncio.to_thread(write, database_url, 2, 1, 20)
             except Fenced as exc:
                 said.append(str(exc))
                 await leases.record_fenced(a, 7, "w-a", exc.epoch)
+            with pytest.raises(Fenced):
+                await leases.events_checkpoint(a, 7, "w-a", 1, 3)
             assert await leases.renew(b, "w-b", {7: 2}, ttl_s=5) == {7}
             assert await leases.held_by(b, "w-b") == {7: 2}
             assert await leases.release(b, 7, "w-b", 2)
