@@ -25,6 +25,7 @@ PLUGINS = {
     "eval": ("bedwatch.cli_eval", "score detector findings against ground truth"),
     "alerts": ("bedwatch.cli_alerts", "API tokens of care contacts, digest previews"),
     "demo": ("bedwatch.demo.cli", "everything, embedded, with a simulated ward"),
+    "report": ("bedwatch.reports.cli", "operations and sleep reports as PDF"),
 }
 CORE_COMMANDS = ("run", "db", "registry")
 
