@@ -1,13 +1,15 @@
-"""The console's HTTP routes: login, the live alert list, ack and resolve, a resident's night."""
+"""The console's HTTP routes: login, the live alert list, ack and resolve, a resident's night,
+and the operations view for supervisors."""
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
@@ -20,22 +22,25 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
-from alerts.console import queries, views
+from alerts.console import ops, queries, views
 from alerts.console.auth import COOKIE, SESSION_TTL_S, Session, Sessions, token_digest
 from alerts.console.live import Changes
 from alerts.console.text import LANG_COOKIE, Lang, Words, choose
 from alerts.engine import Engine, Outcome
-from alerts.model import AlertId, ContactId, Via
+from alerts.model import AlertId, Contact, ContactId, Via
+from alerts.operations import Operations, Period, snapshot
 from alerts.store import AsyncConn
 from ingest.records import ResidentId
+from ingest.registry import SUPERVISOR
 
-RESIDENTS_EVERY_S = 5.0  # the status cards follow the telemetry at this pace
+RESIDENTS_EVERY_S = 5.0  # the status cards and the fleet follow the telemetry at this pace
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+Refresh = Callable[[], Awaitable[str]]  # the events a stream sends next
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 OUTCOME_WORD = {
     Outcome.DONE: "done",
@@ -81,6 +86,8 @@ class Console:
             Route("/console/events", self.events),
             Route("/console/alerts/{alert_id:int}/{action:str}", self.act, methods=["POST"]),
             Route("/console/residents/{resident_id:str}/night", self.night),
+            Route("/console/operations", self.operations),
+            Route("/console/operations/events", self.operations_events),
             Route("/console/static/{name:str}", self.static),
         ]
 
@@ -119,7 +126,8 @@ class Console:
         contact = self.engine.directory.contacts.get(session.contact_id) if session else None
         csrf = self.sessions.form_token(session) if session else None
         name = contact.name if contact else None
-        return views.nav(w, name=name, csrf=csrf, here=request.url.path)
+        supervisor = contact is not None and contact.role == SUPERVISOR
+        return views.nav(w, name=name, csrf=csrf, here=request.url.path, supervisor=supervisor)
 
     # --- pages
 
@@ -215,6 +223,76 @@ class Console:
         nav = self._nav(w, request, session)
         return self._html(request, views.page(w, body=body, nav=nav, page_class="night-page"))
 
+    # --- the operations view (supervisors)
+
+    async def operations(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return RedirectResponse("/console/login", 303)
+        w = self.words(request, session.contact_id)
+        contact = self._supervisor(session)
+        try:
+            view = self._ops_view(request, contact)
+        except ops.Refused:
+            return self._html(request, views.page(w, body=w("not_found")), 404)
+        except ValueError:
+            return self._html(request, views.page(w, body=w("bad_period")), 400)
+        assert contact is not None
+        figures = await self._ops_figures(view)
+        now = ops.now_section(w, figures, view)
+        period = ops.period_section(w, figures, view, self.engine.directory.residents)
+        body = ops.body(w, view, contact.areas, now=now, period=period)
+        nav = self._nav(w, request, session)
+        return self._html(request, views.page(w, body=body, nav=nav, page_class="operations"))
+
+    async def operations_events(self, request: Request) -> Response:
+        session = await self.session(request)
+        if session is None:
+            return Response("log in first", 401)
+        contact = self._supervisor(session)
+        try:
+            self._ops_view(request, contact)
+        except (ops.Refused, ValueError):
+            return Response("not found", 404)
+        w = self.words(request, session.contact_id)
+
+        async def changed() -> str:
+            # Chosen again each time: "the last 30 days" moves on at midnight.
+            view = self._ops_view(request, contact)
+            figures = await self._ops_figures(view)
+            period = ops.period_section(w, figures, view, self.engine.directory.residents)
+            return _event("ops-period", period) + _event(
+                "ops-now", ops.now_section(w, figures, view)
+            )
+
+        async def tick() -> str:
+            view = self._ops_view(request, contact)
+            now = self._now()
+            # An empty period: its figures cost nothing, and only "now" is sent.
+            figures = await self._ops_figures(view, Period(now, now))
+            return _event("ops-now", ops.now_section(w, figures, view))
+
+        return _streaming(self._stream(request, changed, tick))
+
+    def _supervisor(self, session: Session) -> Contact | None:
+        contact = self.engine.directory.contacts.get(session.contact_id)
+        return contact if contact is not None and contact.role == SUPERVISOR else None
+
+    def _ops_view(self, request: Request, contact: Contact | None) -> ops.View:
+        """The view asked for; Refused for anyone but a supervisor or outside their areas."""
+        if contact is None:
+            raise ops.Refused(request.url.path)  # not found, as another team's resident is
+        zone = ops.zone_of(self.engine.directory.residents.values(), contact.areas)
+        today = self._now().astimezone(ZoneInfo(zone)).date()
+        return ops.choose(request.query_params, contact.areas, zone, today)
+
+    async def _ops_figures(self, view: ops.View, period: Period | None = None) -> Operations:
+        async with self.pool.connection() as conn:
+            return await snapshot(
+                conn, self.engine.config, view.areas, period or view.period, self._now(),
+                depth=view.depth,
+            )  # fmt: skip
+
     # --- actions
 
     async def act(self, request: Request) -> Response:
@@ -246,17 +324,24 @@ class Console:
         if session is None:
             return Response("log in first", 401)
         w = self.words(request, session.contact_id)
-        headers = {**HEADERS, "X-Accel-Buffering": "no"}  # a proxy must not hold events back
-        return StreamingResponse(
-            self._stream(request, w, session), media_type="text/event-stream", headers=headers
-        )
 
-    async def _stream(self, request: Request, w: Words, session: Session) -> AsyncIterator[str]:
-        """Alerts at once and on every change; resident cards every few seconds."""
+        async def changed() -> str:
+            alerts = _event("alerts", await self._alerts_html(w, session))
+            return alerts + await tick()
+
+        async def tick() -> str:
+            return _event("residents", await self._residents_html(w, session))
+
+        return _streaming(self._stream(request, changed, tick))
+
+    async def _stream(
+        self, request: Request, changed: Refresh, tick: Refresh
+    ) -> AsyncIterator[str]:
+        """`changed()` at once and on every alert change, `tick()` every few seconds between
+        (what changed() sends includes what tick() does)."""
         version = self.changes.version
         yield "retry: 2000\n\n"
-        yield _event("alerts", await self._alerts_html(w, session))
-        yield _event("residents", await self._residents_html(w, session))
+        yield await changed()
         shown = time.monotonic()
         while not self.changes.closed:
             latest = await self.changes.wait(version, RESIDENTS_EVERY_S)
@@ -267,10 +352,11 @@ class Console:
                 return
             if latest != version:
                 version = latest
-                yield _event("alerts", await self._alerts_html(w, session))
-            if time.monotonic() - shown >= RESIDENTS_EVERY_S:
                 shown = time.monotonic()
-                yield _event("residents", await self._residents_html(w, session))
+                yield await changed()
+            elif time.monotonic() - shown >= RESIDENTS_EVERY_S:
+                shown = time.monotonic()
+                yield await tick()
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -300,6 +386,11 @@ def _static_files() -> dict[str, bytes]:
         and not entry.name.startswith(".")
         and entry.name[entry.name.rfind(".") :] in STATIC_TYPES
     }
+
+
+def _streaming(events: AsyncIterator[str]) -> Response:
+    headers = {**HEADERS, "X-Accel-Buffering": "no"}  # a proxy must not hold events back
+    return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
 
 def _event(name: str, data: str) -> str:

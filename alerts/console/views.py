@@ -35,11 +35,19 @@ def page(w: Words, *, body: str, nav: str = "", page_class: str = "") -> str:
     )
 
 
-def nav(w: Words, *, name: str | None, csrf: str | None, here: str) -> str:
-    """The language toggle, and for a logged-in contact their name and a log-out button."""
+def nav(
+    w: Words, *, name: str | None, csrf: str | None, here: str, supervisor: bool = False
+) -> str:
+    """The language toggle, and for a logged-in contact their name and a log-out button; for a
+    supervisor the way between the alerts and the operations view."""
     other = w.lang.other
     label = "English" if other == "en" else "中文"
-    parts = [f'<a class="lang" href="{e(here)}?lang={other}" hreflang="{other}">{label}</a>']
+    parts = []
+    if supervisor:
+        for path, key in (("/console/", "nav_alerts"), ("/console/operations", "nav_operations")):
+            current = ' aria-current="page"' if path == here else ""
+            parts.append(f'<a class="page" href="{path}"{current}>{e(w(key))}</a>')
+    parts.append(f'<a class="lang" href="{e(here)}?lang={other}" hreflang="{other}">{label}</a>')
     if name is not None and csrf is not None:
         parts.append(f'<span class="who">{e(name)}</span>')
         parts.append(
@@ -88,7 +96,7 @@ def _alert(w: Words, a: AlertRow, csrf: str, now: datetime, names: Mapping[str, 
     since = a.started_at.astimezone(ZoneInfo(a.timezone)).strftime("%m-%d %H:%M")
     # Two facts, each named: when it began (device time, as the evidence has it) and when the
     # alert was raised here; a night uploaded late begins long before it is raised.
-    facts = [f"{e(w('since'))} {since}", f"{e(w('raised'))} {_ago(w, a.opened_at, now)}"]
+    facts = [f"{e(w('since'))} {since}", f"{e(w('raised'))} {ago(w, a.opened_at, now)}"]
     if a.count > 1:
         facts.append(e(w("times", a.count)))
     if a.state is AlertState.ACKNOWLEDGED and a.acked_by:
@@ -116,10 +124,15 @@ def _button(w: Words, a: AlertRow, action: str, csrf: str) -> str:
     )
 
 
-def _ago(w: Words, at: datetime, now: datetime) -> str:
+def ago(w: Words, at: datetime, now: datetime) -> str:
+    """ "12 min ago", which the page keeps current by the service's clock (data-now), not by a
+    phone's own, which may be off."""
     minutes = max(0, int((now - at).total_seconds() // 60))
-    stamp = int(at.timestamp() * 1000)
-    return f'<time data-ts="{stamp}" datetime="{at.isoformat()}">{e(w("ago", minutes))}</time>'
+    stamp, clock = int(at.timestamp() * 1000), int(now.timestamp() * 1000)
+    return (
+        f'<time data-ts="{stamp}" data-now="{clock}" datetime="{at.isoformat()}">'
+        f"{e(w('ago', minutes))}</time>"
+    )
 
 
 def resident_list(w: Words, people: list[ResidentStatus], now: datetime) -> str:
@@ -136,7 +149,7 @@ def _resident(w: Words, r: ResidentStatus, now: datetime) -> str:
     devices = "".join(
         f'<li class="{"online" if d.online else "offline"}">{e(w(d.kind))} <code>{e(d.id)}</code> '
         f"{e(w('online' if d.online else 'offline'))}"
-        + (f" · {_ago(w, d.last_seen_at, now)}" if d.last_seen_at else f" · {e(w('never_seen'))}")
+        + (f" · {ago(w, d.last_seen_at, now)}" if d.last_seen_at else f" · {e(w('never_seen'))}")
         + (f" · {e(w('battery'))} {d.battery}%" if d.battery is not None else "")
         + "</li>"
         for d in r.devices

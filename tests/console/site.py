@@ -1,15 +1,17 @@
-"""Console tests' setup: two residents with separate care teams, tokens, and the real service."""
+"""Console tests' setup: two residents with separate care teams (or the scripted month of
+tests/month.py), tokens, and the real service."""
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import http.cookiejar
 import json
 import math
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -21,9 +23,20 @@ from alerts.tokens import issue_token
 from bedwatch.migrate import migrate
 from bedwatch.service import Service, alerts_component
 from bedwatch.site import parse_site
+from ingest.records import EpochMs, wall_ms
 from ingest.registry import store_site
 from tests.alerts.receivers import HttpReceiver
-from tests.support import Device, ServiceThread, free_port, settings_for, wait_until
+from tests.month import NOW, Conn, scripted_ward
+from tests.support import (
+    SHARED_BROKER,
+    Device,
+    ServiceThread,
+    free_port,
+    fresh_database,
+    settings_for,
+    unique_prefix,
+    wait_until,
+)
 
 TZ = "Asia/Shanghai"
 
@@ -62,6 +75,24 @@ care_team = ["c-other"]
 """
 
 
+def care_site(conn: Conn, hook: str) -> tuple[str, ...]:
+    """Two residents with a care worker each; the contacts to give tokens."""
+    store_site(conn, parse_site(site_text(hook)))
+    return ("c-zhang", "c-other")
+
+
+def month_site(conn: Conn, hook: str) -> tuple[str, ...]:
+    """tests/month.py's ward and month; its care worker and supervisors get tokens."""
+    scripted_ward(conn)
+    return ("c-zhang", "s-kangjian", "s-all")
+
+
+def month_clock() -> EpochMs:
+    """The service's clock stopped at the script's NOW: its figures stay those of the script
+    however long a test runs, and no device falls silent meanwhile."""
+    return EpochMs(int(NOW.timestamp() * 1000))
+
+
 @dataclass(frozen=True, slots=True)
 class Running:
     base: str  # http://127.0.0.1:PORT
@@ -75,7 +106,12 @@ class Running:
 
 @contextlib.contextmanager
 def running_site(
-    database_url: str, broker_url: str, prefix: str, *, started: bool = True
+    database_url: str,
+    broker_url: str,
+    prefix: str,
+    *,
+    site: Callable[[Conn, str], tuple[str, ...]] = care_site,
+    clock: Callable[[], EpochMs] = wall_ms,
 ) -> Iterator[Running]:
     """The service with the alerts component and its HTTP server on a free port."""
     port = free_port()
@@ -86,15 +122,27 @@ def running_site(
         migrate(settings)
         hook = f"json://127.0.0.1:{receiver.port}/ok"
         with psycopg.connect(database_url) as conn, conn.transaction():
-            store_site(conn, parse_site(site_text(hook)))
-            tokens = {c: issue_token(conn, c) for c in ("c-zhang", "c-other")}
+            tokens = {c: issue_token(conn, c) for c in site(conn, hook)}
         component = alerts_component(settings)
-        service = Service(settings, components=[component])
+        service = Service(settings, components=[component], clock=clock)
         with ServiceThread(service):
             wait_until(component.ready.is_set, 20)
             base = f"http://127.0.0.1:{port}"
             wait_until(lambda: _answers(f"{base}/health"), 10)
             yield Running(base, database_url, broker_url, prefix, tokens, service, receiver)
+
+
+@contextlib.contextmanager
+def running_month() -> Iterator[Running]:
+    """tests/month.py's ward in a database of its own, served at the script's NOW: for a module
+    of tests that read it (and put back what they change)."""
+    with (
+        fresh_database() as url,
+        running_site(
+            url, SHARED_BROKER, unique_prefix(), site=month_site, clock=month_clock
+        ) as run,
+    ):
+        yield run
 
 
 def _answers(url: str) -> bool:
@@ -178,6 +226,11 @@ class Browserless:
                 return response.status, dict(response.headers), response.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read().decode()
+
+    def open(self, path: str) -> http.client.HTTPResponse:
+        """A response left open to read as it comes (an event stream); errors raise."""
+        response: http.client.HTTPResponse = self._opener.open(self.base + path, timeout=10)
+        return response
 
     def login(self, contact: str, token: str) -> int:
         return self.request("/console/login", {"contact_id": contact, "token": token})[0]

@@ -1,4 +1,5 @@
-"""The console in headless Chromium against the real service: live SOS, ack, night plots."""
+"""The console in headless Chromium against the real service: live SOS, ack, night plots, and
+the operations view over tests/month.py on a desktop and a phone."""
 
 from __future__ import annotations
 
@@ -7,10 +8,19 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
-from tests.console.site import Running, last_night, play_night, press_sos, running_site
+from tests.console.site import (
+    Running,
+    last_night,
+    play_night,
+    press_sos,
+    running_month,
+    running_site,
+)
+from tests.month import NOW
 from tests.support import query, wait_until
 
 CHROMIUM = os.environ.get("BEDWATCH_TEST_CHROMIUM") or shutil.which("chromium")
@@ -42,6 +52,12 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+@pytest.fixture(scope="module")
+def month() -> Iterator[Running]:
+    with running_month() as run:
+        yield run
+
+
 def log_in(page: Page, run: Running, contact: str = "c-zhang") -> None:
     page.goto(f"{run.base}/console/")
     assert page.url.endswith("/console/login")
@@ -51,9 +67,9 @@ def log_in(page: Page, run: Running, contact: str = "c-zhang") -> None:
     page.wait_for_url(f"{run.base}/console/")
 
 
-def shot(page: Page, name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
+def shot(page: Page, name: str, folder: Path = ARTIFACTS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 5_000
     return path
@@ -117,3 +133,74 @@ def test_live_sos_then_ack_and_a_night(
         shot(phone, "night-phone.png")
         page.goto(phone.url)
         shot(page, "night-desktop.png")
+
+
+def test_operations_on_a_desktop_update_live(browser: Browser, month: Running) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    log_in(page, month, "s-all")
+    page.click("header a.page[href='/console/operations']")
+    expect(page.locator("#live")).to_have_text("实时")
+    page.click(".choices a:has-text('上月')")
+    expect(page.locator("#ops-period h2")).to_contain_text("2026-11-01 – 2026-11-30")
+    expect(page.locator(".choices a.on")).to_have_text("上月")
+    critical = page.locator("#ops-period tr[data-severity='critical'] td")
+    # Raised to ack: p50, p90, max (the 5th-7th of press to page, page to ack, raised to ack).
+    expect(critical.nth(7)).to_have_text("1 分 50 秒")
+    expect(critical.nth(8)).to_have_text("4 分 22 秒")
+    expect(critical.nth(9)).to_have_text("6 分 40 秒")
+    expect(page.locator(".gauge[data-figure='within_60s']")).to_have_class("gauge misses")
+    expect(page.locator(".gauge[data-figure='within_60s'] small")).to_contain_text("15 / 40")
+    open_now = page.locator("#ops-now .tile[data-figure='open_alerts'] b")
+    expect(open_now).to_have_text("1")
+    page.evaluate("window.stillHere = true")
+
+    # A fall raised now at r-0201 (hongmei): the "now" part follows without a reload.
+    with psycopg.connect(month.database_url) as conn:
+        row = conn.execute(
+            "INSERT INTO alerts (resident_id, kind, severity, state, opened_at, started_at,"
+            " last_seen_at) VALUES ('r-0201', 'fall', 'critical', 'open', %s, %s, %s)"
+            " RETURNING id",
+            (NOW, NOW, NOW),
+        ).fetchone()
+    assert row is not None
+    try:
+        expect(open_now).to_have_text("2", timeout=5_000)
+        hongmei = page.locator("#ops-now tr[data-area='hongmei'] td.hot")
+        expect(hongmei).to_have_text("1")
+        expect(page.locator("#ops-now tr[data-severity='critical'] td").first).to_have_text("2")
+        assert page.evaluate("window.stillHere") is True
+        shot(page, "console-operations-desktop.png", ARTIFACTS.parent)
+    finally:
+        with psycopg.connect(month.database_url) as conn:
+            conn.execute("DELETE FROM alerts WHERE id = %s", row)
+    expect(open_now).to_have_text("1", timeout=5_000)
+
+    page.click("a.lang")
+    expect(page.locator("#ops-now h2")).to_contain_text("Now")
+    expect(page.locator("#ops-now .tile[data-figure='beds'] span")).to_have_text("Beds registered")
+
+
+def test_operations_on_a_phone(browser: Browser, month: Running) -> None:
+    phone = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    log_in(phone, month, "s-kangjian")
+    phone.goto(f"{month.base}/console/operations")
+    expect(phone.locator("#live")).to_have_text("实时")
+    # One area of their own: it opens on its committees, and one tap goes a level deeper.
+    phone.click(".choices a:has-text('上月')")
+    expect(phone.locator("#ops-now tr[data-area]")).to_have_count(1)
+    phone.click("#ops-now tr[data-area='kangjian/kangle'] a")
+    expect(phone.locator(".crumbs strong")).to_have_text("kangjian/kangle")
+    expect(phone.locator("#ops-now tr[data-area]")).to_have_count(2)
+    expect(phone.locator("#ops-period tr[data-severity='critical'] td").first).to_have_text("30")
+    expect(phone.locator("body")).not_to_contain_text("hongmei")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], "the page scrolls sideways on a phone"
+    # One column: the panels stack, each as wide as the page allows.
+    panels = phone.locator("#ops-period .panel")
+    boxes = [panels.nth(i).bounding_box() for i in range(panels.count())]
+    assert all(b is not None and b["width"] > PHONE["width"] * 0.85 for b in boxes), boxes
+    for choice in phone.locator(".choices a").all():  # thumb-sized
+        box = choice.bounding_box()
+        assert box is not None
+        assert box["height"] >= 44, box
+    shot(phone, "console-operations-phone.png", ARTIFACTS.parent)

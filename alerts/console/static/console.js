@@ -2,20 +2,21 @@
 "use strict";
 
 (function () {
-  const alerts = document.getElementById("alerts");
-  if (!alerts) return;
-  const residents = document.getElementById("residents");
+  // The page names its stream; each element with data-live="NAME" takes the events NAME.
+  const stream = document.querySelector("[data-events]");
+  if (!stream) return;
   const live = document.getElementById("live");
   const notice = document.getElementById("notice");
   const liveText = live.textContent;
 
   function connect() {
-    const source = new EventSource(alerts.dataset.events);
-    source.addEventListener("alerts", (e) => { alerts.innerHTML = e.data; refreshAges(); });
-    source.addEventListener("residents", (e) => { residents.innerHTML = e.data; refreshAges(); });
+    const source = new EventSource(stream.dataset.events);
+    document.querySelectorAll("[data-live]").forEach((target) => {
+      source.addEventListener(target.dataset.live, (e) => { target.innerHTML = e.data; refreshAges(); });
+    });
     source.addEventListener("logout", () => { source.close(); location.assign("/console/login"); });
     source.onopen = () => { live.classList.remove("down"); live.textContent = liveText; };
-    // EventSource reconnects by itself; say so meanwhile, since the list may be stale.
+    // EventSource reconnects by itself; say so meanwhile, since the page may be stale.
     source.onerror = () => { live.classList.add("down"); live.textContent = live.dataset.reconnecting; };
   }
 
@@ -40,17 +41,21 @@
   });
 
   function show(text) {
+    if (!notice) return;
     notice.textContent = text;
     notice.hidden = false;
     clearTimeout(show.timer);
     show.timer = setTimeout(() => { notice.hidden = true; }, 4000);
   }
 
-  // "12 min ago" in the page's language, kept current between server updates.
+  // "12 min ago" in the page's language, kept current between server updates. Counted on the
+  // service's clock: how far this device's clock is from it is noted when a time first shows.
   function refreshAges() {
     const zh = document.documentElement.lang.startsWith("zh");
     document.querySelectorAll("time[data-ts]").forEach((t) => {
-      const minutes = Math.max(0, Math.floor((Date.now() - Number(t.dataset.ts)) / 60000));
+      if (!t.dataset.skew) t.dataset.skew = String(Number(t.dataset.now) - Date.now());
+      const now = Date.now() + Number(t.dataset.skew);
+      const minutes = Math.max(0, Math.floor((now - Number(t.dataset.ts)) / 60000));
       t.textContent = zh ? `${minutes} 分钟前` : `${minutes} min ago`;
     });
   }
