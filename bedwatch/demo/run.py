@@ -60,7 +60,8 @@ class Demo:
         self.base = base
         self.options = options
         self.console = Console(out, night_clock=self.night_clock)
-        self.names = {c.id: c.name for c in ward.CONTACTS} | {"system": "the system"}
+        people = (*ward.CONTACTS, ward.SUPERVISOR)
+        self.names = {c.id: c.name for c in people} | {"system": "the system"}
         self._progress: tuple[Progress, float] | None = None
         self._playing = False
 
@@ -114,15 +115,15 @@ class Demo:
         stack.callback(receiver.stop)
         channels = {c.id: [*options.notify, receiver.url(c.id)] for c in ward.CONTACTS}
         settings = self._settings(db_url, service_url, protocol)
-        token = await asyncio.to_thread(prepare_database, settings, ward.site_toml(channels))
+        tokens = await asyncio.to_thread(prepare_database, settings, ward.site_toml(channels))
         alerts = alerts_component(settings)
         service = Service(settings, components=[alerts])
         service_task = asyncio.create_task(service.run(), name="service")
         if not await _ready(service_task, service.ready, alerts.ready):
             return await _failed(service_task)
-        self._header(settings, token, device_url, protocol)
+        self._header(settings, tokens, device_url, protocol)
         return await self._play(
-            settings, service, service_task, receiver, device_url, token, stopping
+            settings, service, service_task, receiver, device_url, tokens.nurse, stopping
         )
 
     async def _database(self, stack: contextlib.ExitStack) -> str:
@@ -180,13 +181,17 @@ class Demo:
             .replace("alerts", enabled=True, serve_http=True, public_url=f"http://{addr}")
         )
 
-    def _header(self, settings: Settings, token: str, device_url: str, protocol: int) -> None:
+    def _header(self, settings: Settings, tokens: Tokens, device_url: str, protocol: int) -> None:
         say = self.console.say
         web = f"http://{settings.http.addr}"
         say(f"  web console {web}/console/")
-        say(f"  log in as   contact {ward.NURSE.id}, token {token}  ({ward.NURSE.name})")
+        say(f"  log in as   contact {ward.NURSE.id}, token {tokens.nurse}  ({ward.NURSE.name})")
         say(
-            f"  API         curl -X POST -H 'Authorization: Bearer {token}' "
+            f"  operations  {web}/console/operations as contact {ward.SUPERVISOR.id},"
+            f" token {tokens.supervisor}  ({ward.SUPERVISOR.name})"
+        )
+        say(
+            f"  API         curl -X POST -H 'Authorization: Bearer {tokens.nurse}' "
             f"{web}/api/v1/alerts/ID/ack"
         )
         for url in self.options.notify:
@@ -318,8 +323,16 @@ class Demo:
         say(f"  data in {self.options.data_dir} (delete it at will)")
 
 
-def prepare_database(settings: Settings, site_text: str) -> str:
-    """Schema, the ward's registry, and an API token for the demo's care worker."""
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Console and API tokens: the care worker's, and the street supervisor's."""
+
+    nurse: str
+    supervisor: str
+
+
+def prepare_database(settings: Settings, site_text: str) -> Tokens:
+    """Schema, the ward's registry, and tokens for the demo's care worker and supervisor."""
     from alerts.tokens import issue_token
     from bedwatch.migrate import migrate
     from bedwatch.site import parse_site
@@ -331,7 +344,10 @@ def prepare_database(settings: Settings, site_text: str) -> str:
     site = parse_site(site_text)
     with connect(settings.database.url) as conn, conn.transaction():
         store_site(conn, site)
-        return issue_token(conn, ward.NURSE.id, "bedwatch demo")
+        return Tokens(
+            issue_token(conn, ward.NURSE.id, "bedwatch demo"),
+            issue_token(conn, ward.SUPERVISOR.id, "bedwatch demo"),
+        )
 
 
 def fresh_database(admin_url: str, name: str) -> None:

@@ -1,4 +1,5 @@
-"""The demo ward: 20 residents, three contacts and a scripted night played at 60x."""
+"""The demo ward: 20 residents in two neighbourhoods, three contacts, a supervisor, and a
+scripted night played at 60x."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ CONTACTS = (
     DemoContact("d-demo-doctor", "Dr. Emily Carter", "family_doctor", "en", "family doctor"),
     DemoContact("f-demo-family", "李娜", "family", "zh", "family"),
 )
+# The street office's operations centre: sees every resident of the street and its figures,
+# is paged for none of them (no care team names a supervisor).
+STREET = "xinhong"
+SUPERVISOR = DemoContact("s-demo-street", "新虹街道运营中心", "supervisor", "zh", "supervisor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,22 +150,25 @@ def resident_name(index: int) -> str:
 
 
 def room(index: int) -> str:
-    return f"新虹 {1 + (index - 1) // 10}-{(index - 1) % 10 + 1:02d}"
+    return f"新虹 {_building(index)}-{(index - 1) % 10 + 1:02d}"
+
+
+def area(index: int) -> str:
+    """Street, neighbourhood committee, building: building 1 is in Beiyuan, 2 in Nanyuan."""
+    building = _building(index)
+    return f"{STREET}/{'beiyuan' if building == 1 else 'nanyuan'}/{building}"
+
+
+def _building(index: int) -> int:
+    return 1 + (index - 1) // 10
 
 
 def site_toml(channels: dict[str, list[str]]) -> str:
     """The ward as a site file; `channels` gives each contact's apprise URLs, in order."""
     lines: list[str] = []
     for c in CONTACTS:
-        lines += [
-            "[[contacts]]",
-            f"id = {json.dumps(c.id)}",
-            f"name = {json.dumps(c.name, ensure_ascii=False)}",
-            f'role = "{c.role}"',
-            f'language = "{c.language}"',
-            f"channels = {json.dumps(channels[c.id])}",
-            "",
-        ]
+        lines += _contact(c, f"channels = {json.dumps(channels[c.id])}")
+    lines += _contact(SUPERVISOR, f"areas = {json.dumps([STREET])}")
     team = json.dumps([c.id for c in CONTACTS])
     for d in residents():
         lines += [
@@ -169,12 +177,25 @@ def site_toml(channels: dict[str, list[str]]) -> str:
             f"name = {json.dumps(resident_name(d.index), ensure_ascii=False)}",
             f"room = {json.dumps(room(d.index), ensure_ascii=False)}",
             f'timezone = "{TIMEZONE}"',
+            f'area = "{area(d.index)}"',
             f'devices = [{{ id = "{d.mattress_id}", kind = "mattress" }}, '
             f'{{ id = "{d.wristband_id}", kind = "wristband" }}]',
             f"care_team = {team}",
             "",
         ]
     return "\n".join(lines) + "\n" + ALERTS_TABLE
+
+
+def _contact(c: DemoContact, last: str) -> list[str]:
+    return [
+        "[[contacts]]",
+        f"id = {json.dumps(c.id)}",
+        f"name = {json.dumps(c.name, ensure_ascii=False)}",
+        f'role = "{c.role}"',
+        f'language = "{c.language}"',
+        last,
+        "",
+    ]
 
 
 def night_start_ms(now: datetime) -> int:

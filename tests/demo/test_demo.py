@@ -172,6 +172,17 @@ def test_ctrl_c_stops_everything_cleanly(data_dir: Path) -> None:
     console = Browserless(f"http://{demo.http_addr}")
     assert console.login(login[1], login[2]) == 303
     assert console.request("/console/")[0] == 200
+    # And the street's supervisor, whose operations view shows both neighbourhoods.
+    street = re.search(r"operations +(\S+) as contact (\S+), token (\S+)", demo.output)
+    assert street, demo.output
+    assert street[1] == f"http://{demo.http_addr}/console/operations"
+    supervisor = Browserless(f"http://{demo.http_addr}")
+    assert supervisor.login(street[2], street[3]) == 303
+    status, _, view = supervisor.request("/console/operations")
+    assert status == 200
+    assert 'data-area="xinhong/beiyuan"' in view
+    assert 'data-area="xinhong/nanyuan"' in view
+    assert 'data-figure="beds"><b>20</b>' in view
     # A terminal's Ctrl-C goes to the whole process group, children included.
     os.killpg(demo.proc.pid, signal.SIGINT)
     assert demo.finish(timeout_s=30) == 0, demo.output
