@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -112,6 +112,14 @@ class EmergencyWriter:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def store(self, findings: Sequence[Finding]) -> list[int]:
+        return await self.store_with(findings, None)
+
+    async def store_with(
+        self,
+        findings: Sequence[Finding],
+        also: Callable[[psycopg.AsyncConnection[tuple[object, ...]]], Awaitable[object]] | None,
+    ) -> list[int]:
+        """The findings, and `also` in the same transaction (a partition's lane position)."""
         try:
             async with asyncio.timeout(EMERGENCY_WRITE_S):
                 if self._conn is None or self._conn.closed:
@@ -125,6 +133,8 @@ class EmergencyWriter:
                         row = await cur.fetchone()
                         assert row is not None
                         ids.append(int(row[0]))  # type: ignore[call-overload]
+                    if also is not None:
+                        await also(self._conn)
                 return ids
         except BaseException:
             await self.close()  # a connection cut off mid-transaction is not used again

@@ -9,12 +9,12 @@ and acknowledges to MQTT after the JetStream ack. A message the bridge never ack
 its session and comes again, to this bridge or the next one.
 
 SOS and falls never queue behind telemetry: events come on an MQTT session of their own, are
-published by workers of their own, and go to subjects of their own (`bwev.*`), which the worker
+published by workers of their own, and go to a lane of their own (`bw.<p>.ev.*`), which the worker
 reads with a consumer of its own.
 
 The bridge decodes nothing but the topic: routing needs only the device, looked up in the
 registry for its resident, whose partition the subject names
-(`bwin.<partition>.<device>.<channel>`).
+(`bw.<partition>.<lane>.<device>.<channel>`).
 Resident ids are free text in the site file, so they stay out of subjects. A topic outside the
 protocol still travels (to the partition of its topic, with '_' for the device): the worker
 quarantines it with its reason, as one `bedwatch run` does.
@@ -44,8 +44,12 @@ from ingest.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 STREAM = "BW_IN"
-TELEMETRY_ROOT = "bwin"
-EVENT_ROOT = "bwev"
+ROOT = "bw"
+# The lane, after the partition: a worker reads `bw.<p>.>` (all of a partition, in order) and
+# `bw.<p>.ev.>` (its emergencies apart); a consumer's filter must be a subset of the stream's
+# subjects, so the lanes share one root.
+DATA_LANE = "in"
+EVENT_LANE = "ev"
 TOPIC_HEADER = "Bw-Topic"  # the MQTT topic as received
 RECEIVED_HEADER = "Bw-Received-Ms"  # when the bridge received it (the device's time may be off)
 _CHANNELS = frozenset(c.value for c in Channel if c is not Channel.CMD)
@@ -82,12 +86,13 @@ def route(
     valid = bool(DEVICE_ID.fullmatch(device)) and channel in _CHANNELS
     resident = residents.get(DeviceId(device)) if valid else None
     key = resident or (device if valid else topic)
-    root = EVENT_ROOT if valid and channel == Channel.EVENT else TELEMETRY_ROOT
-    subject = f"{root}.{partition_of(key)}.{device if valid else '_'}.{channel if valid else '_'}"
+    lane = EVENT_LANE if valid and channel == Channel.EVENT else DATA_LANE
+    where = f"{device}.{channel}" if valid else "_._"
+    subject = f"{ROOT}.{partition_of(key)}.{lane}.{where}"
     # The same bytes on the same topic are the same message: MQTT redelivers them unchanged. A
     # device that restarts its seq sends different bytes, which must not be taken for repeats.
     digest = hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).hexdigest()
-    return Routed(subject, digest, root == EVENT_ROOT)
+    return Routed(subject, digest, lane == EVENT_LANE)
 
 
 @dataclass(slots=True)
@@ -242,7 +247,7 @@ async def ensure_stream(js: JetStreamContext, settings: BridgeSettings) -> None:
     worker may call it at start)."""
     config = StreamConfig(
         name=settings.stream,
-        subjects=[f"{TELEMETRY_ROOT}.>", f"{EVENT_ROOT}.>"],
+        subjects=[f"{ROOT}.>"],
         storage=StorageType.FILE,
         num_replicas=settings.replicas,
         max_age=float(settings.max_age_s),

@@ -31,6 +31,18 @@ class Fenced(WriteAborted):
         self.epoch = epoch
 
 
+# Rows of several partitions are always locked in partition order (a checkpoint writes them in
+# that order too), so that renewals, acquisitions and checkpoints never deadlock.
+def _lock_in_order(condition: str) -> str:
+    return (
+        f"SELECT partition FROM partition_leases WHERE partition = ANY(%(ps)s) AND {condition}"
+        " ORDER BY partition FOR UPDATE"
+    )
+
+
+_FREE_OR_OURS = "(owner IS NULL OR owner = %(me)s OR expires_at IS NULL OR expires_at < now())"
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
     partition: int
@@ -85,27 +97,35 @@ async def live_workers(conn: AsyncConn, ttl_s: float) -> list[str]:
     return [str(w) for (w,) in await cur.fetchall()]
 
 
-async def acquire(conn: AsyncConn, partition: int, worker: str, ttl_s: float) -> Lease | None:
-    """Take the partition if it is free, its lease ran out, or it is already ours (a restart of
-    the same worker id fences its former self too); None if another worker holds it."""
+async def acquire(
+    conn: AsyncConn, partitions: Sequence[int], worker: str, ttl_s: float
+) -> list[Lease]:
+    """Take those of the partitions that are free, whose lease ran out, or that are already
+    ours (a restart of the same worker id fences its former self too); the others are held by
+    another worker. One statement for all of them."""
+    if not partitions:
+        return []
     await conn.execute(
-        "INSERT INTO partition_leases (partition) VALUES (%s) ON CONFLICT DO NOTHING", (partition,)
+        "INSERT INTO partition_leases (partition) SELECT unnest(%s::int[]) ON CONFLICT DO NOTHING",
+        (list(partitions),),
     )
     cur = await conn.execute(
-        "UPDATE partition_leases SET"
-        " moved_at = CASE WHEN owner IS DISTINCT FROM %(me)s THEN now() ELSE moved_at END,"
-        " owner = %(me)s, epoch = epoch + 1, expires_at = now() + %(ttl)s * interval '1 second',"
-        " updated_at = now()"
-        " WHERE partition = %(p)s"
-        "  AND (owner IS NULL OR owner = %(me)s OR expires_at IS NULL OR expires_at < now())"
-        " RETURNING epoch, position, events_at, state",
-        {"p": partition, "me": worker, "ttl": ttl_s},
+        f"WITH locked AS ({_lock_in_order(_FREE_OR_OURS)})"
+        " UPDATE partition_leases l SET"
+        " moved_at = CASE WHEN l.owner IS DISTINCT FROM %(me)s THEN now() ELSE l.moved_at END,"
+        " owner = %(me)s, epoch = l.epoch + 1,"
+        " expires_at = now() + %(ttl)s * interval '1 second', updated_at = now()"
+        " FROM locked WHERE l.partition = locked.partition"
+        " RETURNING l.partition, l.epoch, l.position, l.events_at, l.state",
+        {"ps": list(partitions), "me": worker, "ttl": ttl_s},
     )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    epoch, position, events_at, state = row
-    return Lease(partition, int(epoch), int(position), int(events_at), state)
+    return sorted(
+        (
+            Lease(int(p), int(e), int(pos), int(ev), st)
+            for p, e, pos, ev, st in await cur.fetchall()
+        ),
+        key=lambda lease: lease.partition,
+    )
 
 
 async def renew(conn: AsyncConn, worker: str, held: Mapping[int, int], ttl_s: float) -> set[int]:
@@ -113,12 +133,13 @@ async def renew(conn: AsyncConn, worker: str, held: Mapping[int, int], ttl_s: fl
     if not held:
         return set()
     cur = await conn.execute(
-        "UPDATE partition_leases l SET expires_at = now() + %s * interval '1 second'"
-        " FROM unnest(%s::int[], %s::bigint[]) AS h(partition, epoch)"
-        " WHERE l.partition = h.partition AND l.epoch = h.epoch AND l.owner = %s"
-        "  AND l.expires_at > now()"
+        f"WITH locked AS ({_lock_in_order('owner = %(me)s AND expires_at > now()')})"
+        " UPDATE partition_leases l SET expires_at = now() + %(ttl)s * interval '1 second'"
+        " FROM locked, unnest(%(ps)s::int[], %(epochs)s::bigint[]) AS h(partition, epoch)"
+        " WHERE l.partition = locked.partition AND l.partition = h.partition"
+        "  AND l.epoch = h.epoch"
         " RETURNING l.partition",
-        (ttl_s, list(held), list(held.values()), worker),
+        {"ttl": ttl_s, "ps": list(held), "epochs": list(held.values()), "me": worker},
     )
     return {int(p) for (p,) in await cur.fetchall()}
 

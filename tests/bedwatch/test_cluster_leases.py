@@ -94,18 +94,16 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             await leases.join(a, "w-a", {"pid": 1})
             await leases.join(b, "w-b", {"pid": 2})
             assert await leases.live_workers(a, 10) == ["w-a", "w-b"]
-            first = await leases.acquire(a, 7, "w-a", ttl_s=0.2)
-            assert first is not None
+            [first] = await leases.acquire(a, [7], "w-a", ttl_s=0.2)
             assert first.epoch == 1
             # Held: w-b cannot take it while the lease runs.
-            assert await leases.acquire(b, 7, "w-b", ttl_s=5) is None
+            assert await leases.acquire(b, [7], "w-b", ttl_s=5) == []
             await a.execute("CREATE TABLE IF NOT EXISTS t (v int)")
             await asyncio.to_thread(write, database_url, 1, 1, 10)
             await leases.events_checkpoint(a, 7, "w-a", 1, 2)
             await asyncio.sleep(0.3)  # w-a stalls past its lease
             assert await leases.renew(a, "w-a", {7: 1}, ttl_s=5) == set()
-            second = await leases.acquire(b, 7, "w-b", ttl_s=5)
-            assert second is not None
+            [second] = await leases.acquire(b, [7], "w-b", ttl_s=5)
             assert (second.epoch, second.position, second.events_at, second.state) == (
                 2, 10, 2, b"s1",
             )  # fmt: skip
@@ -119,7 +117,7 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             assert await leases.renew(b, "w-b", {7: 2}, ttl_s=5) == {7}
             assert await leases.held_by(b, "w-b") == {7: 2}
             assert await leases.release(b, 7, "w-b", 2)
-            assert await leases.acquire(a, 7, "w-a", ttl_s=5) is not None
+            assert [x.partition for x in await leases.acquire(a, [7], "w-a", ttl_s=5)] == [7]
             await leases.leave(b, "w-b")
             assert await leases.live_workers(a, 10) == ["w-a"]
         return said
