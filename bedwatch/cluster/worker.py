@@ -247,35 +247,26 @@ class Worker:
         await asyncio.gather(*(self._take(lease) for lease in taken))
 
     async def _take(self, lease: Lease) -> None:
-        assert self._js is not None
         residents = self._residents_of(lease.partition)
         part = Partition(lease, residents)
         self.partitions[lease.partition] = part
         self.stats.acquired += 1
         n = lease.partition
-        part.subscriptions.append(
-            await self._js.subscribe(
-                f"{ROOT}.{n}.>",
-                ordered_consumer=True,
-                cb=self._reader(part),
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=lease.position + 1,
-                ),
-            )
-        )
-        part.subscriptions.append(
-            await self._js.subscribe(
-                f"{ROOT}.{n}.{EVENT_LANE}.>",
-                ordered_consumer=True,
-                cb=self._emergency_reader(part),
-                config=ConsumerConfig(
-                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=lease.events_at + 1,
-                ),
-            )
-        )
+        part.subscriptions += [
+            await self._follow(f"{ROOT}.{n}.>", lease.position, self._reader(part)),
+            await self._follow(
+                f"{ROOT}.{n}.{EVENT_LANE}.>", lease.events_at, self._emergency_reader(part)
+            ),
+        ]
         log.info("partition %d taken (epoch %d, from %d)", n, lease.epoch, lease.position)
+
+    async def _follow(self, subject: str, after: int, cb: Callable[[Msg], Any]) -> Any:
+        """An ordered consumer of the subject from the sequence after `after`."""
+        assert self._js is not None
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+        )
+        return await self._js.subscribe(subject, ordered_consumer=True, cb=cb, config=config)
 
     async def _let_go(self, conn: leases.AsyncConn, number: int, *, checkpoint: bool) -> None:
         part = self.partitions.get(number)
