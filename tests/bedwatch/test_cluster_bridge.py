@@ -35,10 +35,10 @@ def test_routes_by_resident_and_keeps_events_apart() -> None:
     stranger = route(f"{PREFIX}/mat-9/telemetry", b"{}", PREFIX, RESIDENTS)
     bad = route(f"{PREFIX}/mat 1/telemetry", b"{}", PREFIX, RESIDENTS)
     p = partition_of("r-1")
-    assert (pad.subject, band.subject) == (f"bwin.{p}.mat-1.telemetry", f"bwev.{p}.band-1.event")
+    assert (pad.subject, band.subject) == (f"bw.{p}.in.mat-1.telemetry", f"bw.{p}.ev.band-1.event")
     assert (pad.event, band.event) == (False, True)
-    assert stranger.subject == f"bwin.{partition_of('mat-9')}.mat-9.telemetry"
-    assert bad.subject == f"bwin.{partition_of(f'{PREFIX}/mat 1/telemetry')}._._"
+    assert stranger.subject == f"bw.{partition_of('mat-9')}.in.mat-9.telemetry"
+    assert bad.subject == f"bw.{partition_of(f'{PREFIX}/mat 1/telemetry')}.in._._"
     # Same bytes on the same topic: one id; other bytes (a restarted seq): another.
     again = route(f"{PREFIX}/mat-1/telemetry", b"{}", PREFIX, RESIDENTS)
     other = route(f"{PREFIX}/mat-1/telemetry", b'{"seq":1}', PREFIX, RESIDENTS)
@@ -130,11 +130,11 @@ def test_every_message_once_and_none_acknowledged_before_the_stream_has_it(
     p = partition_of("r-1")
     subjects = {m.subject for m in every}
     assert subjects == {
-        f"bwin.{p}.mat-1.telemetry",
-        f"bwev.{p}.band-1.event",
-        f"bwin.{partition_of(f'{PREFIX}/mat 1/telemetry')}._._",
+        f"bw.{p}.in.mat-1.telemetry",
+        f"bw.{p}.ev.band-1.event",
+        f"bw.{partition_of(f'{PREFIX}/mat 1/telemetry')}.in._._",
     }
-    sos = [m for m in every if (m.subject or "").startswith("bwev.")]
+    sos = [m for m in every if (m.subject or "").startswith(f"bw.{p}.ev.")]
     assert len(sos) == 5
     assert all(m.headers and m.headers[TOPIC_HEADER] == f"{PREFIX}/band-1/event" for m in sos)
     assert all(m.headers and int(m.headers[RECEIVED_HEADER]) > 0 for m in every)
