@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,7 @@ class MqttSession:
         self._disconnected = threading.Event()
         self.ever_connected = threading.Event()
         self.last_error: str | None = None
+        self._answered = False  # a CONNACK came on this connection, accepting or refusing
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
@@ -75,8 +77,10 @@ class MqttSession:
         if url.username:
             user = unquote(url.username) + self._user_suffix
             client.username_pw_set(user, unquote(url.password or ""))
-        if url.scheme == "mqtts":
-            client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+        tls = s.tls_context()
+        self._tls = tls is not None
+        if tls is not None:
+            client.tls_set_context(tls)
         client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, s.reconnect_max_s)))
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
@@ -132,6 +136,7 @@ class MqttSession:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._answered = True
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
             log.error("MQTT %s", self.last_error)
@@ -164,17 +169,25 @@ class MqttSession:
         properties: Properties | None,
     ) -> None:
         was = self.connected.is_set()
+        answered, self._answered = self._answered, False
         self.connected.clear()
         self._disconnected.set()
         if reason.is_failure:
             host, port = self.host_port
             self.last_error = f"lost or could not reach the broker at {host}:{port} ({reason})"
+            if self._tls and not answered:
+                # A broker checks our certificate after the handshake, and then just hangs up.
+                self.last_error = (
+                    f"the broker at {host}:{port} closed the TLS connection before accepting"
+                    " it: does it take our certificate (mqtt.cert_file)?"
+                )
             if was or not self.ever_connected.is_set():
                 log.warning("MQTT %s; retrying", self.last_error)
 
     def _handle_connect_fail(self, client: paho.Client, userdata: object) -> None:
         host, port = self.host_port
-        error = f"cannot reach the MQTT broker at {host}:{port}"
+        # Paho calls this from inside its `except OSError`: the exception says what failed.
+        error = connect_error(f"{host}:{port}", sys.exc_info()[1])
         if error != self.last_error:  # said once per outage, not at every retry
             log.warning("%s; retrying (up to every %.0f s)", error, self._settings.reconnect_max_s)
         self.last_error = error
@@ -187,3 +200,15 @@ class MqttSession:
             )
         except Exception:
             log.exception("message handler failed on %r; not acknowledged", msg._topic[:200])
+
+
+def connect_error(where: str, exc: BaseException | None) -> str:
+    """Why a connection to the broker failed, in the words of the setting that can fix it."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the MQTT broker at {where} has a certificate we do not trust"
+            f" ({exc.verify_message}; see mqtt.ca_file)"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS with the MQTT broker at {where} failed ({exc.reason or exc})"
+    return f"cannot reach the MQTT broker at {where}"

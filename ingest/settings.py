@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
 class SettingsError(ValueError):
     """A setting is unknown, of the wrong type or out of its range."""
+
+
+# A TLS client's files, one setting each (mqtt.ca_file, ...): see client_tls_context().
+TLS_FILES = ("ca_file", "cert_file", "key_file", "key_password_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,13 @@ class MqttSettings:
     receive_maximum: int = 10_000
     session_expiry_s: int = 7 * 24 * 3600
     reconnect_max_s: float = 30.0
+    # TLS, with mqtts:// only. The CA that signed the broker's certificate (empty: the
+    # system's trust store); the service's own certificate and key, for a broker that asks
+    # for one; a file holding the password of an encrypted key.
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    key_password_file: str = ""
 
     def check(self) -> None:
         parts = urlsplit(self.url)
@@ -31,6 +44,7 @@ class MqttSettings:
             raise SettingsError(
                 f"mqtt.url: expected mqtt://host[:port] or mqtts://..., got {self.url!r}"
             )
+        self.tls_context()
         if not re.fullmatch(r"[A-Za-z0-9_/-]+", self.topic_prefix) or self.topic_prefix.endswith(
             "/"
         ):
@@ -42,6 +56,17 @@ class MqttSettings:
         in_range("mqtt.receive_maximum", self.receive_maximum, 1, 65_535)
         in_range("mqtt.session_expiry_s", self.session_expiry_s, 0, 2**32 - 1)
         in_range("mqtt.reconnect_max_s", self.reconnect_max_s, 0.1, 3600)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of an mqtts:// URL; None for mqtt://."""
+        files = {name: getattr(self, name) for name in TLS_FILES}
+        if urlsplit(self.url).scheme == "mqtts":
+            return client_tls_context("mqtt", **files)
+        # Certificates given for a plain URL would be ignored: the operator meant TLS.
+        for name, path in files.items():
+            if path:
+                raise SettingsError(f"mqtt.{name} is set, but mqtt.url is not mqtts://")
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,54 @@ class RetentionSettings:
     def check(self) -> None:
         for f in dataclasses.fields(self):
             in_range(f"retention.{f.name}", getattr(self, f.name), 1, 100 * 365)
+
+
+def client_tls_context(
+    section: str, *, ca_file: str, cert_file: str, key_file: str, key_password_file: str
+) -> ssl.SSLContext:
+    """A TLS client context that trusts `ca_file` alone (else the system's store), checks the
+    server's name and shows the server `cert_file`. A file that cannot be used is a
+    SettingsError naming its setting, found at start rather than at the first connection."""
+    context = ssl.create_default_context()
+    if ca_file:
+        _read(f"{section}.ca_file", ca_file)
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+        except ssl.SSLError:
+            raise SettingsError(f"{section}.ca_file: no PEM certificate in {ca_file}") from None
+    if key_file and not cert_file:
+        raise SettingsError(f"{section}.key_file is set without {section}.cert_file")
+    if not cert_file:
+        return context
+    cert = _read(f"{section}.cert_file", cert_file)
+    if "-----BEGIN CERTIFICATE-----" not in cert:
+        raise SettingsError(f"{section}.cert_file: no PEM certificate in {cert_file}")
+    key = _read(f"{section}.key_file", key_file) if key_file else cert
+    if "PRIVATE KEY-----" not in key:
+        raise SettingsError(f"{section}.key_file: no PEM private key in {key_file or cert_file}")
+    password = ""
+    if key_password_file:
+        password = _read(f"{section}.key_password_file", key_password_file).rstrip("\r\n")
+    elif "ENCRYPTED" in key:
+        raise SettingsError(f"{section}.key_file is encrypted: set {section}.key_password_file")
+    try:
+        # A callable, even for no password: given None, OpenSSL would prompt on the terminal.
+        context.load_cert_chain(cert_file, key_file or None, password=lambda: password)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise SettingsError(f"{section}.key_file: not the key of {cert_file}") from None
+        why = "wrong password or damaged key" if "ENCRYPTED" in key else "damaged PEM"
+        raise SettingsError(
+            f"{section}.cert_file, {section}.key_file: cannot load them ({why})"
+        ) from None
+    return context
+
+
+def _read(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read {path}: {exc.strerror}") from None
 
 
 def in_range(name: str, value: float, low: float, high: float) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from simulators.fleet import FleetOptions
+from simulators.fleet import FleetOptions, tls_context
 from simulators.night import NightOptions
 from simulators.runner import Progress, RunConfig, RunResult, run_fleet
 from simulators.scenarios import ScenarioError, load_scenarios
@@ -59,6 +59,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--url", default=None, help=f"broker (env BEDWATCH_MQTT_URL, {DEFAULT_URL})")
     p.add_argument("--prefix", default=None, help=f"topic prefix (default {DEFAULT_PREFIX})")
     p.add_argument("--password", default=None, help="device secret, if the broker wants one")
+    p.add_argument("--ca-file", help="with mqtts://: the CA of the broker's certificate")
+    p.add_argument(
+        "--cert-file",
+        help="with mqtts://: a device's certificate (PEM); {device} becomes each device's id,"
+        " e.g. deploy/tls/{device}.crt",
+    )
+    p.add_argument("--key-file", help="its key, e.g. deploy/tls/{device}.key")
     p.add_argument("--batch", type=int, default=10, help="mattress samples a message (1-120)")
     p.add_argument("--band-interval", type=int, default=30, help="wristband telemetry every S s")
     p.add_argument(
@@ -108,8 +115,11 @@ def broker_settings(args: argparse.Namespace) -> tuple[str, str]:
 def config_from(args: argparse.Namespace) -> RunConfig:
     url, prefix = broker_settings(args)
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise SystemExit(f"bedwatch sim: expected mqtt://host[:port], got {url!r}")
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise SystemExit(f"bedwatch sim: expected mqtt://host[:port] or mqtts://, got {url!r}")
+    tls = parts.scheme == "mqtts"
+    if not tls and (args.ca_file or args.cert_file or args.key_file):
+        raise ValueError("--ca-file, --cert-file and --key-file need an mqtts:// URL")
     start = args.start
     if start is None:
         now = int(time.time() * 1000)
@@ -118,7 +128,7 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         start = now if args.speed <= 1 else now - int(args.duration * 1000)
     truth = args.truth or Path("bedwatch-data/sim") / f"truth-{_stamp(start)}-seed{args.seed}.jsonl"
     scenarios = load_scenarios(args.scenarios) if args.scenarios else ()
-    return RunConfig(
+    config = RunConfig(
         start_ms=start,
         duration_s=args.duration,
         beds=args.beds,
@@ -135,15 +145,31 @@ def config_from(args: argparse.Namespace) -> RunConfig:
         ),
         transport=FleetOptions(
             host=parts.hostname,
-            port=parts.port or 1883,
+            port=parts.port or (8883 if tls else 1883),
             prefix=prefix,
             speed=args.speed,
             keepalive_s=args.keepalive,
             connect_rate=args.connect_rate,
             password=args.password,
+            tls=tls,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
         ),
         truth_path=truth,
     )
+    if tls:
+        check_tls_files(config)
+    return config
+
+
+def check_tls_files(config: RunConfig) -> None:
+    """The first device's files, read now: a typo is one line at start, not a silent retry."""
+    first = residents_of(config.beds, config.first_bed)[0].mattress_id
+    try:
+        tls_context(config.transport, first)
+    except OSError as exc:
+        raise ValueError(f"TLS files of device {first}: {exc}") from None
 
 
 def _stamp(ms: int) -> str:
