@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +65,48 @@ def fresh_database() -> Iterator[str]:
             )
 
 
+CERTS_TOOL = Path(__file__).resolve().parents[1] / "deploy" / "tls" / "certs.py"
+
+
+@dataclass(frozen=True)
+class PrivateCA:
+    """A certificate authority of the test's own, made with the shipped deploy/tls/certs.py."""
+
+    directory: Path
+
+    @classmethod
+    def make(cls, directory: Path, name: str = "BedWatch test CA") -> PrivateCA:
+        ca = cls(directory)
+        ca._certs("ca", "--name", name)
+        return ca
+
+    @property
+    def cert(self) -> Path:
+        return self.directory / "ca.crt"
+
+    def server(self, name: str) -> tuple[Path, Path]:
+        """A certificate and key for a server on this machine (localhost, 127.0.0.1)."""
+        self._certs("server", name, "--owner", f"{os.getuid()}:{os.getgid()}")
+        return self.directory / f"{name}.crt", self.directory / f"{name}.key"
+
+    def clients(self, *names: str) -> None:
+        self._certs("client", *names)
+
+    def context(self, client: str | None = None) -> ssl.SSLContext:
+        """A client's TLS context that trusts this CA, with `client`'s certificate if given."""
+        context = ssl.create_default_context(cafile=self.cert)
+        if client is not None:
+            cert, key = self.directory / f"{client}.crt", self.directory / f"{client}.key"
+            if not cert.exists():
+                self.clients(client)
+            context.load_cert_chain(cert, key)
+        return context
+
+    def _certs(self, *args: str) -> None:
+        command = [sys.executable, str(CERTS_TOOL), "--dir", str(self.directory), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
 MOSQUITTO_CONF = """\
 listener {port} 127.0.0.1
 allow_anonymous true
@@ -71,31 +117,54 @@ max_inflight_messages 1000
 log_dest file {dir}/mosquitto.log
 user root
 """
+# A second listener for MQTT over TLS; a client without a certificate of `cafile` is refused.
+MOSQUITTO_TLS = """
+listener {port} 127.0.0.1
+cafile {ca}
+certfile {cert}
+keyfile {key}
+require_certificate true
+"""
 
 
 class Mosquitto:
     """A private Mosquitto on a free port, with the settings a deployment should use."""
 
-    def __init__(self, directory: Path, *, persistence: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistence: bool = False, tls: PrivateCA | None = None
+    ) -> None:
+        """`tls`: also listen for MQTT over TLS (`tls_port`), with a server certificate of
+        this CA, to clients with a certificate of it."""
         self.port = free_port()
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(
-            MOSQUITTO_CONF.format(
-                port=self.port, dir=directory, persistence=str(persistence).lower()
-            )
+        conf = MOSQUITTO_CONF.format(
+            port=self.port, dir=directory, persistence=str(persistence).lower()
         )
+        self.tls_port: int | None = None
+        if tls is not None:
+            self.tls_port = free_port()
+            cert, key = tls.server(f"mosquitto-{self.tls_port}")
+            conf += MOSQUITTO_TLS.format(port=self.tls_port, ca=tls.cert, cert=cert, key=key)
+        self.conf.write_text(conf)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    @property
+    def tls_url(self) -> str:
+        assert self.tls_port is not None, "started without tls"
+        return f"mqtts://127.0.0.1:{self.tls_port}"
+
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self._proc = subprocess.Popen([binary, "-c", str(self.conf)])
         wait_for_port(self.port)
+        if self.tls_port is not None:
+            wait_for_port(self.tls_port)
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -115,7 +184,8 @@ class PrivatePostgres:
     can be called again and again; `close()` ends the server and removes its directory.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, ssl_files: tuple[Path, Path] | None = None) -> None:
+        """`ssl_files`: a server certificate and key; with them, clients may use TLS."""
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="bedwatch-pg-"))
         self.data = self.directory / "data"
@@ -126,6 +196,8 @@ class PrivatePostgres:
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
             " -c synchronous_commit=off -c full_page_writes=off"
         )
+        if ssl_files is not None:
+            self._options += self._ssl_options(*ssl_files)
         try:
             self._run(
                 "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
@@ -137,6 +209,19 @@ class PrivatePostgres:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def _ssl_options(self, cert: Path, key: Path) -> str:
+        # The server refuses a key that others may read, or that is not its user's.
+        for source in (cert, key):
+            target = self.directory / source.name
+            shutil.copy(source, target)
+            target.chmod(0o600)
+            if self._user is not None:
+                shutil.chown(target, self._user)
+        return (
+            f" -c ssl=on -c ssl_cert_file={self.directory / cert.name}"
+            f" -c ssl_key_file={self.directory / key.name}"
+        )
 
     def _run(self, tool: str, *args: str) -> None:
         command = [str(PG_BIN / tool), *args]
@@ -165,8 +250,8 @@ class PrivatePostgres:
 
 
 @contextlib.contextmanager
-def private_postgres() -> Iterator[PrivatePostgres]:
-    server = PrivatePostgres()
+def private_postgres(*, ssl_files: tuple[Path, Path] | None = None) -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(ssl_files=ssl_files)
     try:
         server.start()
         yield server
@@ -174,10 +259,73 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         server.close()
 
 
+NATS_CONF = """\
+listen: "127.0.0.1:{port}"
+http: "127.0.0.1:{monitor_port}"
+server_name: "bedwatch-test-{port}"
+jetstream {{
+  store_dir: "{dir}/jetstream"
+  max_memory_store: 64MB
+  max_file_store: 256MB
+}}
+tls {{
+  ca_file: "{ca}"
+  cert_file: "{cert}"
+  key_file: "{key}"
+  verify: true
+  timeout: 2
+}}
+authorization {{
+  users: {users}
+}}
+"""
+
+
+class NatsServer:
+    """A private nats-server (Debian's 2.9) with JetStream on free ports, as across machines:
+    TLS only, a client certificate of `ca` required, and a user name and password."""
+
+    def __init__(self, directory: Path, ca: PrivateCA, users: Mapping[str, str]) -> None:
+        self.port = free_port()
+        self.monitor_port = free_port()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        cert, key = ca.server(f"nats-{self.port}")
+        logins = [{"user": user, "password": password} for user, password in users.items()]
+        self.conf = directory / "nats.conf"
+        text = NATS_CONF.format(
+            port=self.port, monitor_port=self.monitor_port, dir=directory, ca=ca.cert,
+            cert=cert, key=key, users=json.dumps(logins),
+        )  # fmt: skip
+        self.conf.write_text(text)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"tls://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+        with (self.directory / "nats.log").open("ab") as log:
+            self._proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)
+        # /healthz answers 200 once JetStream is ready, not merely once the port is open.
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"), 10)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
 def healthy(addr: str) -> bool:
     """The service at `addr` (host:port) answers /health with 200: broker and database up."""
+    return http_ok(f"http://{addr}/health")
+
+
+def http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{addr}/health", timeout=2) as answer:
+        with urllib.request.urlopen(url, timeout=2) as answer:
             return bool(answer.status == 200)
     except OSError:
         return False
@@ -254,14 +402,25 @@ class ServiceThread:
 class Device:
     """A device as firmware would connect: client id = device id, QoS 1, a Last Will."""
 
-    def __init__(self, url: str, device_id: str, prefix: str, *, will: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        device_id: str,
+        prefix: str,
+        *,
+        will: bool = True,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self.device_id = device_id
         self.prefix = prefix
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
         if will:
             self.client.will_set(self.topic("status"), b'{"state":"offline"}', qos=1, retain=True)
-        self.client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self.client.connect(parts.hostname or "127.0.0.1", port, keepalive=30)
         self.client.loop_start()
 
     def topic(self, channel: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from bedwatch.settings import load_settings
 from tests.deploy.files import (
     ACL,
     COMPOSE,
+    MOSQUITTO_CONF,
     READER_SQL,
     ROOT,
     SECRETS,
@@ -167,7 +169,33 @@ def test_mosquitto_config_as_ingest_needs_it(services: dict[str, dict[str, Any]]
     assert host_path(options["acl_file"], mosquitto) == ACL.resolve()
     data = options["persistence_location"].rstrip("/")
     assert f"mosquitto-data:{data}" in mosquitto["volumes"]
-    assert mosquitto["ports"] == ["1883:1883"]
+    # Plain MQTT stays on the host; what comes from elsewhere comes over TLS.
+    assert mosquitto["ports"] == ["127.0.0.1:1883:1883", "8883:8883"]
+
+
+def test_the_tls_listener_gets_its_files_and_not_the_cas_key(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    directives = mosquitto_directives(MOSQUITTO_CONF.read_text(encoding="utf-8"))
+    tls = directives[directives.index(("listener", "8883")) :]
+    options = dict(tls)
+    assert options["require_certificate"] == "true"
+    assert options["use_username_as_clientid"] == "true"
+    assert "use_identity_as_username" not in options  # see the comment in mosquitto.conf
+    mosquitto = services["mosquitto"]
+    tls_dir = (ROOT / "deploy" / "tls").resolve()
+    for option in ("cafile", "certfile", "keyfile"):
+        path = host_path(options[option], mosquitto)
+        assert path is not None, f"{option} {options[option]} is not mounted"
+        assert path.parent == tls_dir
+    mounted = [source for source, _, _ in bind_mounts(mosquitto)]
+    assert not [source for source in mounted if source.endswith("ca.key")]
+    # Made on the machine, never committed: certs.py's output is ignored by git.
+    ignored = subprocess.run(
+        ["git", "check-ignore", "deploy/tls/ca.key", "deploy/tls/mosquitto.key"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    assert ignored == ["deploy/tls/ca.key", "deploy/tls/mosquitto.key"]
 
 
 def test_mounted_files_exist_and_volumes_are_declared(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.deploy.files import ACL, CREDENTIALS_TOOL, MOSQUITTO_CONF, raw_compose
-from tests.support import free_port, wait_for_port, wait_until
+from tests.support import PrivateCA, free_port, wait_for_port, wait_until
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 SERVICE_PASSWORD = "serviceSecret9"
@@ -43,16 +44,28 @@ SETTLE_S = 0.2
 @dataclass(frozen=True)
 class Broker:
     port: int
+    tls_port: int
     secrets: dict[str, str]  # device id -> secret, as credentials.py issued them
     directory: Path
 
+    def tls(self, name: str | None) -> ssl.SSLContext:
+        """A client's TLS context: trusts the broker's CA, shows `name`'s certificate."""
+        certs = self.directory / "certs"
+        context = ssl.create_default_context(cafile=certs / "ca.crt")
+        if name is not None:
+            context.load_cert_chain(certs / f"{name}.crt", certs / f"{name}.key")
+        return context
 
-def local_config(directory: Path, port: int) -> str:
-    """The shipped mosquitto.conf with only the listener port and file paths made local."""
+
+def local_config(directory: Path, port: int, tls_port: int) -> str:
+    """The shipped mosquitto.conf with only the listener ports and file paths made local."""
     text = MOSQUITTO_CONF.read_text(encoding="utf-8")
     assert "\nlistener 1883\n" in text
+    assert "\nlistener 8883\n" in text
     text = text.replace("\nlistener 1883\n", f"\nlistener {port} 127.0.0.1\n")
+    text = text.replace("\nlistener 8883\n", f"\nlistener {tls_port} 127.0.0.1\n")
     text = text.replace("/mosquitto/config/", f"{directory}/config/")
+    text = text.replace("/mosquitto/certs/", f"{directory}/certs/")
     text = text.replace("/mosquitto/data/", f"{directory}/data/")
     # Running as root, Mosquitto would switch to a `mosquitto` user that may not exist here.
     return text + f"\nuser {getpass.getuser()}\n"
@@ -73,15 +86,19 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     ).stdout  # fmt: skip
     secrets = dict(line.split(" ") for line in issued.splitlines())
     assert set(secrets) == {"mat-1", "band-1", "mat-2"}
-    port = free_port()
-    (directory / "mosquitto.conf").write_text(local_config(directory, port))
+    ca = PrivateCA.make(directory / "certs")
+    ca.server("mosquitto")
+    ca.clients("bedwatch", "mat-1", "band-1")
+    port, tls_port = free_port(), free_port()
+    (directory / "mosquitto.conf").write_text(local_config(directory, port, tls_port))
     with (directory / "mosquitto.log").open("wb") as log:
         proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(directory / "mosquitto.conf")], stdout=log, stderr=log
         )
     try:
         wait_for_port(port)
-        yield Broker(port, secrets, directory)
+        wait_for_port(tls_port)
+        yield Broker(port, tls_port, secrets, directory)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -91,7 +108,12 @@ class Client:
     """One MQTT 5 connection that records what it is told and what arrives."""
 
     def __init__(
-        self, broker: Broker, username: str | None, password: str | None, client_id: str = ""
+        self,
+        broker: Broker,
+        username: str | None,
+        password: str | None,
+        client_id: str = "",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.granted: list[ReasonCode] = []
@@ -110,9 +132,12 @@ class Client:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
-        self.client.connect("127.0.0.1", broker.port, keepalive=30)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        self.client.connect("127.0.0.1", broker.tls_port if tls else broker.port, keepalive=30)
         self.client.loop_start()
-        wait_until(lambda: self.connack is not None, 10)
+        # A client refused for its certificate gets no CONNACK: the broker hangs up.
+        wait_until(lambda: self.connack is not None or self.disconnected.is_set(), 10)
 
     def _on_connect(
         self, _c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: Properties | None
@@ -163,7 +188,11 @@ class Client:
 
 class Connect(Protocol):
     def __call__(
-        self, username: str | None, password: str | None, client_id: str = ""
+        self,
+        username: str | None,
+        password: str | None,
+        client_id: str = "",
+        tls: ssl.SSLContext | None = None,
     ) -> Client: ...
 
 
@@ -172,8 +201,13 @@ def connect(broker: Broker) -> Iterator[Connect]:
     """Opens clients on the test broker, and closes them after the test."""
     opened: list[Client] = []
 
-    def open_client(username: str | None, password: str | None, client_id: str = "") -> Client:
-        client = Client(broker, username, password, client_id)
+    def open_client(
+        username: str | None,
+        password: str | None,
+        client_id: str = "",
+        tls: ssl.SSLContext | None = None,
+    ) -> Client:
+        client = Client(broker, username, password, client_id, tls)
         opened.append(client)
         return client
 
@@ -351,3 +385,36 @@ def test_the_services_events_session_reads_events_alone_beside_its_main_one(
     device.publish("bedwatch/v1/mat-1/telemetry", telemetry)
     wait_until(lambda: main.received("bedwatch/v1/mat-1/telemetry", telemetry), 10)
     assert not events.received("bedwatch/v1/mat-1/telemetry", telemetry)
+
+
+def test_over_tls_a_device_and_the_services_two_sessions_log_in_with_certificate_and_password(
+    broker: Broker, connect: Connect
+) -> None:
+    main = connect("bedwatch", SERVICE_PASSWORD, tls=broker.tls("bedwatch"))
+    events = connect("bedwatch-events", SERVICE_PASSWORD, tls=broker.tls("bedwatch"))
+    assert main.connected, main.connack
+    assert events.connected, events.connack
+    main.subscribe("bedwatch/v1/#")
+    events.subscribe("bedwatch/v1/+/event")
+    band = connect("band-1", broker.secrets["band-1"], tls=broker.tls("band-1"))
+    assert band.connected, band.connack
+    press = marker()
+    band.publish("bedwatch/v1/band-1/event", press)
+    wait_until(lambda: events.received("bedwatch/v1/band-1/event", press), 10)
+    wait_until(lambda: main.received("bedwatch/v1/band-1/event", press), 10)
+    # One certificate for both sessions, and neither took the other over.
+    assert not main.disconnected.is_set()
+    assert not events.disconnected.is_set()
+
+
+@pytest.mark.parametrize(
+    ("certificate", "password"),
+    [("band-1", "wrong"), ("mat-1", None), (None, "secret")],
+)
+def test_over_tls_a_device_needs_both_its_password_and_a_certificate(
+    broker: Broker, connect: Connect, certificate: str | None, password: str | None
+) -> None:
+    secret = broker.secrets["band-1"] if password == "secret" else password
+    client = connect("band-1", secret, tls=broker.tls(certificate))
+    assert not client.connected
+    assert client.disconnected.is_set() or client.connack is not None
