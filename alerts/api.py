@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from alerts.console import Console
 from alerts.console.auth import token_digest
 from alerts.engine import Decision, Engine, Outcome
+from alerts.feed_api import feed_routes
 from alerts.links import LinkError, Links
 from alerts.metrics import ALERT_COUNTS
 from alerts.model import AlertId, ContactId, Via
@@ -74,7 +75,8 @@ def make_routes(
     *,
     console: Console | None = None,
 ) -> list[BaseRoute]:
-    """The ack API for contacts' tokens, the pages behind signed links, and the console."""
+    """The ack API for contacts' tokens, the pages behind signed links, the feeds' read-only API
+    for feeds' tokens, and the console."""
 
     async def act(request: Request) -> Response:
         header = request.headers.get("authorization", "")
@@ -112,7 +114,7 @@ def make_routes(
         Route("/api/v1/alerts/{alert_id}/{action:str}", act, methods=["POST"]),
         Route("/a/{token}", link_page, methods=["GET", "POST"]),
     ]
-    return routes + (console.routes() if console else [])
+    return routes + feed_routes(engine, pool) + (console.routes() if console else [])
 
 
 class DatabaseProbe:

@@ -102,11 +102,27 @@ async def load_feeds(conn: store.AsyncConn) -> dict[FeedId, Feed]:
         return {}
 
 
+# An alert as feeds give it (the events' data, the API's alerts): these columns, these names.
+ALERT_COLUMNS = (
+    "a.id, a.resident_id, coalesce(r.area, ''), a.kind, a.severity, a.state, a.started_at,"
+    " a.opened_at, a.acked_at, a.acked_by, a.tier"
+)
+ALERT_FIELDS = (
+    "alert_id",
+    "resident_id",
+    "area",
+    "kind",
+    "severity",
+    "state",
+    "started_at",
+    "opened_at",
+    "acked_at",
+    "acked_by",
+    "tier",
+)
 # The alert as the event leaves it, with the resident's area and the audit row that is the event.
 _FACTS = (
-    "SELECT a.id, a.resident_id, coalesce(r.area, ''), a.kind, a.severity, a.state,"
-    " a.started_at, a.opened_at, a.acked_at, a.acked_by, a.resolved_at, a.resolved_by, a.tier,"
-    " au.at, au.actor, au.via, au.action"
+    f"SELECT {ALERT_COLUMNS}, a.resolved_at, a.resolved_by, au.at, au.actor, au.via, au.action"
     " FROM alert_audit au JOIN alerts a ON a.id = au.alert_id"
     " LEFT JOIN residents r ON r.id = a.resident_id WHERE au.id = %s"
 )
@@ -141,29 +157,12 @@ async def publish(conn: store.AsyncConn, audit_id: int, event: Event, now_ms: in
 
 
 def _data(row: tuple[Any, ...]) -> dict[str, object]:
-    keys = (
-        "alert_id",
-        "resident_id",
-        "area",
-        "kind",
-        "severity",
-        "state",
-        "started_at",
-        "opened_at",
-        "acked_at",
-        "acked_by",
-        "resolved_at",
-        "resolved_by",
-        "tier",
-        "at",
-        "by",
-        "via",
-        "action",
-    )
-    return {k: _utc(v) if isinstance(v, datetime) else v for k, v in zip(keys, row, strict=True)}
+    keys = (*ALERT_FIELDS, "resolved_at", "resolved_by", "at", "by", "via", "action")
+    return {k: rfc3339(v) if isinstance(v, datetime) else v for k, v in zip(keys, row, strict=True)}
 
 
-def _utc(value: datetime) -> str:
+def rfc3339(value: datetime) -> str:
+    """A time as feeds give it: RFC 3339, in UTC."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 

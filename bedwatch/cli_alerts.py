@@ -1,4 +1,4 @@
-"""`bedwatch alerts token|revoke CONTACT`: contacts' API tokens for the acknowledge API."""
+"""`bedwatch alerts token|revoke CONTACT`, `feed-token|feed-revoke FEED`: API tokens; digests."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from bedwatch.settings import load_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("alerts", help="API tokens of care contacts")
+    p = sub.add_parser("alerts", help="API tokens of care contacts and feeds; digest previews")
     cmds = p.add_subparsers(dest="alerts_command", required=True)
-    token = cmds.add_parser("token", help="issue an API token for a contact (shown once)")
-    token.add_argument("contact_id")
-    token.add_argument("--label", default="")
-    token.set_defaults(handler=run)
-    revoke = cmds.add_parser("revoke", help="revoke every API token of a contact")
-    revoke.add_argument("contact_id")
-    revoke.set_defaults(handler=run)
+    # Contacts' tokens act for a person; feeds' only read (a site file's [feeds.<id>]).
+    for issue, revoke, arg, whose in (
+        ("token", "revoke", "contact_id", "a contact"),
+        ("feed-token", "feed-revoke", "feed_id", "a feed (read-only)"),
+    ):
+        token = cmds.add_parser(issue, help=f"issue an API token for {whose} (shown once)")
+        token.add_argument(arg)
+        token.add_argument("--label", default="")
+        token.set_defaults(handler=run)
+        ended = cmds.add_parser(revoke, help=f"revoke every API token of {whose}")
+        ended.add_argument(arg)
+        ended.set_defaults(handler=run)
     digest = cmds.add_parser("digest", help="print a contact's daily digest (nothing is sent)")
     digest.add_argument("contact_id")
     digest.add_argument("--date", type=_day, help="local day, YYYY-MM-DD (default: today)")
@@ -26,15 +31,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alerts.tokens import issue_token, revoke_tokens
+    from alerts import tokens
     from ingest.db import connect
 
     settings = load_settings(args.config)
+    command = args.alerts_command
     with connect(settings.database.url) as conn, conn.transaction():
-        if args.alerts_command == "token":
-            print(issue_token(conn, args.contact_id, args.label))
+        if command == "token":
+            print(tokens.issue_token(conn, args.contact_id, args.label))
+        elif command == "revoke":
+            print(f"{tokens.revoke_tokens(conn, args.contact_id)} token(s) revoked")
+        elif command == "feed-revoke":
+            print(f"{tokens.revoke_feed_tokens(conn, args.feed_id)} token(s) revoked")
         else:
-            print(f"{revoke_tokens(conn, args.contact_id)} token(s) revoked")
+            try:
+                print(tokens.issue_feed_token(conn, args.feed_id, args.label))
+            except LookupError as exc:
+                print(f"bedwatch: {exc.args[0]}", file=sys.stderr)
+                return 1
     return 0
 
 

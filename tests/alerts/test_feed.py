@@ -18,6 +18,7 @@ from detectors.findings import Finding, FindingKind, Severity
 from ingest.records import DeviceId, ResidentId
 from tests.alerts.harness import DAY_MS, FakeClock, contact, prepare, running, step
 from tests.alerts.receivers import HttpReceiver
+from tests.alerts.test_feed_api import conforms
 from tests.support import free_port, query
 
 INSIDE = ResidentId("r-kj")  # in the feed's area
@@ -196,8 +197,10 @@ def test_events_reach_a_recovering_receiver_once_each_in_order_per_alert(
 
 
 def check_envelopes(platform: EventReceiver, sos_alert: str) -> None:
-    """CloudEvents 1.0, structured mode, with the alert's facts as data."""
+    """CloudEvents 1.0, structured mode, with the alert's facts as data, as documented."""
     assert platform.content_types == {"application/cloudevents+json; charset=utf-8"}
+    for event in platform.events:
+        assert conforms(event, {"$ref": "#/components/schemas/CloudEvent"}) == []
     types = [e["type"] for e in platform.events if e["subject"] == sos_alert]
     assert types == [
         "org.bedwatch.alert.opened",
