@@ -175,17 +175,22 @@ class Worker:
         self._stop.set()
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
-        """Until stop(): then every partition is checkpointed and released for the others."""
+        """Until stop(): then every partition is checkpointed and released for the others.
+        Cancelled (or failing), it ends everything it started and leaves its leases to run out,
+        as a worker that dies does."""
         nc = await connect_nats(self._bridge.nats_url, f"worker-{self.id}")
         self._js = nc.jetstream()
-        await ensure_stream(self._js, self._bridge)
+        background: list[asyncio.Task[None]] = []
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
         try:
+            await ensure_stream(self._js, self._bridge)
             await self._load_registry()
             await leases.join(conn, self.id, {"host": socket.gethostname(), "pid": os.getpid()})
             log.info("worker %s joined", self.id)
-            checkpoints = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
-            keep = asyncio.create_task(self._keep_alive(), name="leases")
+            background += [
+                asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
+                asyncio.create_task(self._keep_alive(), name="leases"),
+            ]
             registry_at = time.monotonic()
             while not self._stop.is_set():
                 await self._rebalance(conn)
@@ -199,15 +204,15 @@ class Worker:
             # A graceful stop: the others stop counting us in, and take over at once what we
             # release after the last checkpoint.
             await leases.leave(conn, self.id)
-            for task in (checkpoints, keep):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel(background)
             for number in list(self.partitions):
                 await self._let_go(conn, number, checkpoint=True)
             await leases.forget(conn, self.id)
             log.info("worker %s left", self.id)
         finally:
+            await _cancel(background)
+            for part in self.partitions.values():
+                part.fenced = True  # nothing more is written for them from here
             await conn.close()
             await self._emergency.close()
             await asyncio.to_thread(self._store.close)
@@ -462,3 +467,11 @@ class Worker:
     def _residents_of(self, number: int) -> dict[ResidentId, ResidentConfig]:
         n = self.settings.partitions
         return {r: c for r, c in self._configs.items() if partition_of(r, n) == number}
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
