@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from bedwatch.reports.sleep import sleep_report_pdf
+from bedwatch.reports import sleep_pages
+from bedwatch.reports.sleep import SleepReport, gather, sleep_report_pdf
+from bedwatch.reports.text import Lang
+from ingest.records import ResidentId
 from tests.reports import scripted
 from tests.reports.pdf import pages, screenshots
 from tests.support import service_env
@@ -76,3 +81,18 @@ def test_for_a_contact_in_their_language_from_the_command_line(
     assert "Time in bed 9:20 Median of 13 nights 8:20" in text[0]
     assert "11-15 03:10 Breathing pause High pause 42 s" in text[0]
     assert "Breathing pause High 2" in " ".join(text[1:])
+
+
+def test_a_resident_without_nights(month_url: str) -> None:
+    """r-0301's pad never reported: the report says so, and its plots draw empty."""
+
+    async def read() -> SleepReport:
+        async with await psycopg.AsyncConnection.connect(month_url) as conn:
+            return await gather(conn, ResidentId("r-0301"), None, MADE)
+
+    report = asyncio.run(read())
+    assert report.night == date(2026, 11, 14)  # the night under way at MADE, in Shanghai
+    assert (report.nights, report.findings) == ((), ())
+    text = sleep_pages.html(report, Lang.ZH)
+    assert "这一晚没有睡眠汇总" in text
+    assert text.count("<img") == 2
