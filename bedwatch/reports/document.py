@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import logging
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from importlib import resources
@@ -69,6 +70,8 @@ def section(heading: str, content: str, *, new_page: bool = False) -> str:
 
 def pdf(document: str) -> bytes:
     """Printed by WeasyPrint, imported here only: the service never loads it."""
+    # One INFO line per step and page (some at its import): nothing a report's reader needs.
+    logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
     import weasyprint
 
     out: bytes = weasyprint.HTML(string=document).write_pdf()

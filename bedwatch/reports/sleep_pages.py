@@ -35,13 +35,13 @@ def html(report: SleepReport, lang: Lang) -> str:
         document.section(
             w("findings_night"), _findings(report.findings_of(report.night), report, w)
         ),
+        document.section(w("findings_nights", NIGHTS), _counts(report.findings, w)),
         document.section(
             w("trends", NIGHTS),
             document.figure(plots.sleep_trends(report.nights, report.days, w)),
             new_page=True,
         ),
         document.section(w("nights_table"), _nights(report, w)),
-        document.section(w("findings_nights", NIGHTS), _counts(report.findings, w)),
     ]
     return document.page(
         w,

@@ -68,6 +68,10 @@ WORDS = {
     "all_severities": ("合计", "Total"),
     "answer_axis": ("从告警到确认（秒，对数坐标）", "raised to acknowledged (s, log scale)"),
     "share_axis": ("已答复 %", "answered, % of raised"),
+    "targets": (
+        "目标：60 秒内 {:g} %，180 秒内 {:g} %",
+        "Targets: {:g} % within 60 s, {:g} % within 180 s",
+    ),
     "distribution": ("答复时间分布", "How fast alerts were answered"),
     "alerts_axis": ("告警数", "alerts"),
     "alerts_by_day": ("每日告警（按类型）", "Alerts per day by kind"),

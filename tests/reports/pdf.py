@@ -22,6 +22,8 @@ def pages(pdf: bytes) -> list[str]:
 def screenshots(pdf: bytes, name: str) -> list[Path]:
     """Every page as artifacts/reports/<name>-p<N>.png."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob(f"{name}-p*.png"):
+        old.unlink()  # an earlier, longer report's last pages
     doc = pdfium.PdfDocument(pdf)
     out = []
     try:

@@ -44,6 +44,10 @@ def test_the_night_in_chinese(zh: list[str]) -> None:
     assert "11-14 23:05 心率异常（补传） 提醒 心率 118 次/分" in first
     assert "11-15 03:10 呼吸暂停 重要 暂停 42 秒" in first
     assert "11-12 01:00" not in first  # another night's
+    # Every finding of the fortnight, counted by kind and level.
+    assert "呼吸暂停 重要 2" in first
+    assert "睡眠明显变化 关注 1" in first
+    assert "心率异常 提醒 1" in first
 
 
 def test_fourteen_nights_in_chinese(zh: list[str]) -> None:
@@ -54,10 +58,7 @@ def test_fourteen_nights_in_chinese(zh: list[str]) -> None:
     assert "2026-11-07 — — — — — —" in trend
     assert "2026-11-01 7:10 22:01 1 61.0 14.1 0.5" in trend
     assert "2026-10-31" not in trend
-    # Every finding of the fortnight, counted by kind and level.
-    assert "呼吸暂停 重要 2" in trend
-    assert "睡眠明显变化 关注 1" in trend
-    assert "心率异常 提醒 1" in trend
+    assert len(zh) == 2
 
 
 def test_for_a_contact_in_their_language_from_the_command_line(
@@ -80,7 +81,7 @@ def test_for_a_contact_in_their_language_from_the_command_line(
     assert "Sleep report 王阿婆 · Room 12-301 · night of 2026-11-14" in text[0]
     assert "Time in bed 9:20 Median of 13 nights 8:20" in text[0]
     assert "11-15 03:10 Breathing pause High pause 42 s" in text[0]
-    assert "Breathing pause High 2" in " ".join(text[1:])
+    assert "Breathing pause High 2" in text[0]
 
 
 def test_a_resident_without_nights(month_url: str) -> None:
