@@ -29,8 +29,11 @@ def html(report: SleepReport, lang: Lang) -> str:
     where.append(w("night_of", report.night.isoformat()))
     body = [
         document.section(w("this_night"), _facts(report, w)),
-        document.figure(
-            plots.night_vitals(report.vitals, report.timezone, w), w("out_of_bed_shade")
+        document.section(
+            w("night_vitals"),
+            document.figure(
+                plots.night_vitals(report.vitals, report.timezone, w), w("out_of_bed_shade")
+            ),
         ),
         document.section(
             w("findings_night"), _findings(report.findings_of(report.night), report, w)

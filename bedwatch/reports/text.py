@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from alerts.console import text
 from alerts.console.text import Lang
 
-__all__ = ["Lang", "Words", "clock", "day", "hours", "number", "seconds"]
+__all__ = ["Lang", "Words", "clock", "hours", "number", "seconds"]
 
 # key: (zh, en); a key not here is the console's (severities, kinds, "hr", "rr", ...).
 WORDS = {
@@ -34,7 +34,6 @@ WORDS = {
     "trends": ("近 {} 晚趋势", "The last {} nights"),
     "nights_table": ("每晚数据", "Night by night"),
     "night": ("夜晚", "Night"),
-    "findings": ("发现", "Findings"),
     "findings_night": ("本晚的发现", "Findings this night"),
     "findings_nights": ("近 {} 晚的发现", "Findings in the last {} nights"),
     "no_findings": ("没有发现", "None"),
@@ -142,7 +141,3 @@ def seconds(value: float | None) -> str:
 
 def clock(at: datetime | None, timezone: str) -> str:
     return DASH if at is None else at.astimezone(ZoneInfo(timezone)).strftime("%H:%M")
-
-
-def day(d: date) -> str:
-    return d.isoformat()
