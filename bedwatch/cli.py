@@ -26,6 +26,9 @@ PLUGINS = {
     "alerts": ("bedwatch.cli_alerts", "API tokens of care contacts, digest previews"),
     "demo": ("bedwatch.demo.cli", "everything, embedded, with a simulated ward"),
     "report": ("bedwatch.reports.cli", "operations and sleep reports as PDF"),
+    "bridge": ("bedwatch.cli_cluster", "past one machine: MQTT into NATS JetStream"),
+    "worker": ("bedwatch.cli_cluster", "past one machine: partitions of residents, by lease"),
+    "cluster": ("bedwatch.cli_cluster", "past one machine: workers, partitions, lag"),
 }
 CORE_COMMANDS = ("run", "db", "registry")
 

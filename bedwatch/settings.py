@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alerts.settings import AlertsSettings
+from bedwatch.cluster.settings import ClusterSettings
 from ingest.settings import (
     DatabaseSettings,
     IngestSettings,
@@ -40,6 +41,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
@@ -59,6 +61,7 @@ ENV_ALIASES = {
     "BEDWATCH_DATABASE_URL": ("database", "url"),
     "BEDWATCH_HTTP_ADDR": ("http", "addr"),
     "BEDWATCH_TOPIC_PREFIX": ("mqtt", "topic_prefix"),
+    "BEDWATCH_NATS_URL": ("cluster", "nats_url"),
 }
 ENV_CONFIG_FILE = "BEDWATCH_CONFIG"
 

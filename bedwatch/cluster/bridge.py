@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from bedwatch.cluster.partitions import partition_of
+from bedwatch.cluster.settings import ClusterSettings
 from ingest.mqtt import MqttSession
 from ingest.protocol import DEVICE_ID
 from ingest.records import Channel, DeviceId, ResidentId
@@ -60,7 +62,9 @@ RETRY_MAX_S = 2.0
 
 @dataclass(frozen=True, slots=True)
 class BridgeSettings:
-    nats_url: str = "nats://127.0.0.1:4222"
+    """What bridges and workers share of NATS (made from the [cluster] settings section)."""
+
+    nats_url: str = "nats://127.0.0.1:4222"  # several servers: comma-separated
     stream: str = STREAM
     replicas: int = 1  # 3 on a cluster
     max_age_s: int = 3 * 86_400  # the replay window
@@ -68,6 +72,19 @@ class BridgeSettings:
     telemetry_in_flight: int = 64  # publishes awaiting their JetStream ack, per lane
     event_in_flight: int = 8
     registry_every_s: float = 5.0
+    tls: ssl.SSLContext | None = None  # our CA and client certificate, across machines
+    creds_file: str = ""  # NATS credentials
+
+    @classmethod
+    def of(cls, cluster: ClusterSettings) -> BridgeSettings:
+        return cls(
+            nats_url=cluster.nats_url,
+            stream=cluster.stream,
+            replicas=cluster.replicas,
+            max_age_s=cluster.max_age_s,
+            tls=cluster.tls(),
+            creds_file=cluster.creds_file,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +173,7 @@ class Bridge:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._nc = await connect_nats(self._settings.nats_url, f"{self._mqtt.client_id}-bridge")
+        self._nc = await connect_nats(self._settings, f"{self._mqtt.client_id}-bridge")
         self._js = self._nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         await ensure_stream(self._js, self._settings)
         s = self._settings
@@ -262,9 +279,10 @@ async def ensure_stream(js: JetStreamContext, settings: BridgeSettings) -> None:
     await js.update_stream(config)
 
 
-async def connect_nats(url: str, name: str) -> Nats:
+async def connect_nats(settings: BridgeSettings, name: str) -> Nats:
     """A NATS connection that keeps reconnecting, and says so once per outage, not per try."""
     said: list[str] = []
+    url = settings.nats_url
 
     async def on_error(exc: Exception) -> None:
         text = f"NATS at {url}: {exc!r}"
@@ -277,8 +295,10 @@ async def connect_nats(url: str, name: str) -> Nats:
         said.clear()
 
     return await nats.connect(
-        url,
+        [u.strip() for u in url.split(",") if u.strip()],
         name=name,
+        tls=settings.tls,
+        user_credentials=settings.creds_file or None,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         error_cb=on_error,

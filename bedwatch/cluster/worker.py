@@ -60,6 +60,7 @@ from ingest.store import Store
 log = logging.getLogger(__name__)
 
 EMERGENCY_KINDS = frozenset({FindingKind.SOS, FindingKind.FALL})
+LAG_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +179,7 @@ class Worker:
         """Until stop(): then every partition is checkpointed and released for the others.
         Cancelled (or failing), it ends everything it started and leaves its leases to run out,
         as a worker that dies does."""
-        nc = await connect_nats(self._bridge.nats_url, f"worker-{self.id}")
+        nc = await connect_nats(self._bridge, f"worker-{self.id}")
         self._js = nc.jetstream()
         background: list[asyncio.Task[None]] = []
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
@@ -190,6 +191,7 @@ class Worker:
             background += [
                 asyncio.create_task(self._checkpoint_loop(), name="checkpoints"),
                 asyncio.create_task(self._keep_alive(), name="leases"),
+                asyncio.create_task(self._lag_loop(), name="lag"),
             ]
             registry_at = time.monotonic()
             while not self._stop.is_set():
@@ -301,6 +303,19 @@ class Worker:
         for sub in subscriptions:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _lag_loop(self) -> None:
+        """How far each owned partition's reading is behind the stream, for /metrics."""
+        while True:
+            await asyncio.sleep(LAG_EVERY_S)
+            lag: dict[int, int] = {}
+            for number, part in list(self.partitions.items()):
+                if not part.subscriptions:
+                    continue
+                with contextlib.suppress(Exception):
+                    info = await part.subscriptions[0].consumer_info()
+                    lag[number] = int(info.num_pending or 0)
+            self.stats.lag = lag
 
     # --- reading
 
