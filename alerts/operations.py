@@ -560,8 +560,11 @@ async def availability(
         "   JOIN devices d ON d.resident_id = s.id AND d.active AND d.kind = 'mattress')"
         " SELECT n.night, (SELECT count(*) FROM beds),"
         "  count(ns.resident_id) FILTER (WHERE ns.samples > 0),"
+        # least() ignores NULLs: the outer join's empty row of a night nobody reported must
+        # not count as one bed fully covered.
         "  coalesce(sum(least(1.0, ns.samples"
-        "    / nullif(extract(epoch FROM ns.to_at - ns.from_at), 0))), 0)"
+        "    / nullif(extract(epoch FROM ns.to_at - ns.from_at), 0)))"
+        "   FILTER (WHERE ns.resident_id IS NOT NULL), 0)"
         "  / nullif((SELECT count(*) FROM beds), 0)"
         " FROM unnest(%(nights)s::date[]) AS n(night)"
         " LEFT JOIN night_summaries ns ON ns.night = n.night"

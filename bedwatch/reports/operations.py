@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,16 +52,10 @@ async def gather(
         await answer_times(conn, areas, period, depth=depth),
         await alerts_per_day(conn, areas, period, tz),
         days,
-        _covered(await availability(conn, areas, days)),
-        [_covered(await availability(conn, within(g.area, areas), days)) for g in figures.groups],
+        await availability(conn, areas, days),
+        [await availability(conn, within(g.area, areas), days) for g in figures.groups],
         tz,
     )
-
-
-def _covered(nights: list[Availability]) -> list[Availability]:
-    """A night no pad reported is not covered. `availability` counts it as covered by 1 bed
-    (LEAST(1.0, NULL) is 1.0 in PostgreSQL, for the missing summary of the outer join)."""
-    return [n if n.reporting else replace(n, coverage=0.0) for n in nights]
 
 
 def local_days(period: Period, tz: str) -> list[date]:

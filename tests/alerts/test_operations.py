@@ -155,6 +155,7 @@ def test_series_for_the_report(ward: str) -> None:
     first, second = nights
     assert (first.beds, first.reporting, second.reporting) == (4, 2, 0)
     assert first.coverage == pytest.approx((0.5 + 0.25) / 4)
+    assert second.coverage == 0.0  # nobody reported: not one bed fully covered
 
 
 def test_the_gauges_per_area(ward: str) -> None:
