@@ -16,7 +16,7 @@ from alerts import store
 from alerts.api import DatabaseProbe, make_routes
 from alerts.console import Changes, Console, Sessions
 from alerts.delivery import Current, Sender
-from alerts.digest import DigestLoop
+from alerts.digest import DigestLoop, ReportMaker
 from alerts.directory import load_config, load_directory
 from alerts.engine import Engine
 from alerts.fallback import EmergencyFallback
@@ -51,10 +51,12 @@ class Alerts:
         clock: Callable[[], EpochMs],
         send_command: Callable[[str, bytes], None] | None = None,
         notifier: Notifier | None = None,
+        reports: ReportMaker | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self._send_command = send_command
+        self.reports = reports
         a = settings
         self._own_notifier: AppriseNotifier | None = None
         if notifier is None:
@@ -183,7 +185,10 @@ class Alerts:
         await pool.open(wait=False)
         changes = Changes(pool)
         https = self.settings.public_url.startswith("https:")
-        console = Console(self.engine, pool, Sessions(secret), changes, secure_cookies=https)
+        console = Console(
+            self.engine, pool, Sessions(secret), changes, secure_cookies=https,
+            reports=self.reports,
+        )  # fmt: skip
         probe = DatabaseProbe(pool)
         web = Web(
             routes=make_routes(self.engine, self.links, pool, console=console),
@@ -212,11 +217,13 @@ class AlertsComponent:
         *,
         database_url: str,
         notifier: Notifier | None = None,
+        reports: ReportMaker | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
         self.serves_http = settings.serve_http
         self._notifier = notifier
+        self._reports = reports
         self.intake = FindingIntake(SHARDS)
         self._catching_up: list[Stored] | None = None
         self.alerts: Alerts | None = None
@@ -296,6 +303,7 @@ class AlertsComponent:
             clock=host.clock,
             send_command=host.send_command,
             notifier=self._notifier,
+            reports=self._reports,
         )
         async with alerts as engine, asyncio.TaskGroup() as tasks:
             taken = await self._take_up(alerts.pool)
@@ -305,7 +313,11 @@ class AlertsComponent:
             tasks.create_task(self.intake.run(self._handle_with(engine)), name="alert_intake")
             tasks.create_task(alerts.scheduler_loop(), name="alert_scheduler_loop")
             tasks.create_task(alerts.registry_loop(), name="alert_registry_loop")
-            digests = DigestLoop(alerts.pool, alerts.sender, alerts.current, clock=alerts.clock)
+            digests = DigestLoop(
+                alerts.pool, alerts.sender, alerts.current, clock=alerts.clock,
+                reports=self._reports,
+                console_url=self.settings.public_url.rstrip("/") + "/console",
+            )  # fmt: skip
             tasks.create_task(digests.run(), name="alert_digest_loop")
             if self.serves_http:
                 tasks.create_task(alerts.web_loop(host), name="alert_web_loop")

@@ -17,7 +17,7 @@ from alerts import store
 from alerts.config import AlertConfig, default_config
 from alerts.directory import Directory
 from alerts.feed import load_feeds
-from alerts.model import AlertId, FeedDelivery, Outgoing, Reason, Result, Via
+from alerts.model import AlertId, Attachment, FeedDelivery, Outgoing, Reason, Result, Via
 from alerts.notifier import PER_CHANNEL, Delivery, Notifier, redact
 from alerts.routing import backoff_s
 from alerts.webhooks import Poster, WebhookPoster
@@ -180,11 +180,28 @@ class Sender:
             delivery = Delivery(False, 0.0, "contact or channel no longer in the registry", False)
         else:
             alert_metrics.handing_over(row.alert_id)
+            attachments = await self._attachments(row)
             delivery = await self._notifier.send(
-                contact.channels[row.channel_index], row.title, row.body, critical=row.critical
+                contact.channels[row.channel_index],
+                row.title,
+                row.body,
+                critical=row.critical,
+                attachments=attachments,
             )
         alert_metrics.attempt_done(row.alert_id, delivery)
         return delivery
+
+    async def _attachments(self, row: Outgoing) -> list[Attachment]:
+        """A digest's reports; without them if the database cannot say now (its text has the
+        links to the same reports in the console)."""
+        if row.digest_id is None:
+            return []
+        try:
+            async with self._pool.connection(timeout=RECORD_TIMEOUT_S) as conn:
+                return await store.digest_attachments(conn, row.digest_id)
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            log.warning("digest %s sent without its reports: %s", row.digest_id, exc)
+            return []
 
     async def _post(self, row: FeedDelivery) -> Delivery:
         """A feed event to its webhook, the URL (secrets and all) read from the site settings now:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -18,13 +18,17 @@ from alerts.config import AlertConfig
 from alerts.delivery import Current, Sender
 from alerts.directory import Directory, load_config, load_directory
 from alerts.messages import Message, render_digest
-from alerts.model import Contact, ContactId, Outgoing, Reason, Resident
+from alerts.model import Attachment, Contact, ContactId, Outgoing, Reason, Resident
 from alerts.notifier import redact
 from alerts.routing import quiet_until_ms
 from detectors.findings import FindingKind, Severity
 from ingest.records import ResidentId
 
 log = logging.getLogger(__name__)
+
+# Makes the residents' sleep reports for a digest: (resident, night, language) in, PDFs out, in
+# that order. The application gives it (rendering is its business, in a process of its own).
+ReportMaker = Callable[[Sequence[tuple[ResidentId, date, str]]], Awaitable[Sequence[bytes]]]
 
 DAY_MS = 86_400_000
 MAX_SPAN_MS = 7 * DAY_MS  # after a long stop, a digest looks back one week at most
@@ -152,12 +156,16 @@ class DigestLoop:
         *,
         clock: Callable[[], int],
         interval_s: float = CHECK_EVERY_S,
+        reports: ReportMaker | None = None,
+        console_url: str = "",
     ) -> None:
         self._pool = pool
         self._sender = sender
         self._current = current
         self._clock = clock
         self._interval_s = interval_s
+        self._reports = reports
+        self._console_url = console_url.rstrip("/")
         self._done: dict[ContactId, date] = {}  # saves a query per contact and pass
         self.passes = 0
 
@@ -197,13 +205,25 @@ class DigestLoop:
     async def _make(
         self, contact: Contact, residents: list[Resident], timezone: str, day: date, now: int
     ) -> list[Outgoing]:
-        async with self._pool.connection() as conn, conn.transaction():
+        async with self._pool.connection() as conn:
+            if await _made(conn, contact.id, day):
+                return []  # by an earlier run or another process: no reports drawn for nothing
             since = await since_ms(conn, contact.id, now)
             digest = await gather(conn, contact, residents, timezone, day, since, now)
+        nights = [(d.resident.id, d.night.night if d.night else day - timedelta(days=1))
+                  for d in digest.residents]  # fmt: skip
+        attachments = await self._drawn(contact, nights)
+        links = {
+            rid: f"{self._console_url}/residents/{rid}/report.pdf?night={night.isoformat()}"
+            for rid, night in nights
+            if self._console_url
+        }
+        async with self._pool.connection() as conn, conn.transaction():
             digest_id = await _record(conn, digest, now)
             if digest_id is None:
-                return []  # made before, by an earlier run or another process
-            message = render_digest(digest)
+                return []  # made meanwhile, by another process
+            await store.add_digest_attachments(conn, digest_id, attachments)
+            message = render_digest(digest, links)
             planned = store.Planned(
                 alert_id=None,
                 digest_id=digest_id,
@@ -220,6 +240,30 @@ class DigestLoop:
             outgoing = await store.enqueue(conn, [planned], now, now, claim=True)
         log.info("digest %d for %s (%s): %d items", digest_id, contact.id, day, digest.items)
         return outgoing
+
+    async def _drawn(
+        self, contact: Contact, nights: Sequence[tuple[ResidentId, date]]
+    ) -> list[Attachment]:
+        """Each resident's sleep report for the night, in the contact's language; none if they
+        cannot be drawn now (the digest goes all the same, with its links)."""
+        if self._reports is None or not nights:
+            return []
+        try:
+            pdfs = await self._reports([(rid, n, contact.language) for rid, n in nights])
+        except Exception as exc:
+            log.warning("sleep reports for %s's digest not drawn: %s", contact.id, exc)
+            return []
+        return [
+            Attachment(f"sleep-{rid}-{night.isoformat()}.pdf", "application/pdf", pdf)
+            for (rid, night), pdf in zip(nights, pdfs, strict=True)
+        ]
+
+
+async def _made(conn: store.AsyncConn, contact_id: ContactId, day: date) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM alert_digests WHERE contact_id = %s AND day = %s", (contact_id, day)
+    )
+    return await cur.fetchone() is not None
 
 
 async def _record(conn: store.AsyncConn, digest: Digest, now: int) -> int | None:

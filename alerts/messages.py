@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from alerts.model import Alert, Contact, Resident
 from detectors.findings import FindingKind, Severity
+from ingest.records import ResidentId
 
 if TYPE_CHECKING:
     from alerts.digest import Digest, Night, ResidentDay, Seen, SleepChange
@@ -136,8 +137,9 @@ CHANGE = {
 }
 
 
-def render_digest(digest: Digest) -> Message:
-    """One contact's daily digest, in the contact's language."""
+def render_digest(digest: Digest, links: Mapping[ResidentId, str] | None = None) -> Message:
+    """One contact's daily digest, in the contact's language; `links`: each resident's sleep
+    report in the console."""
     zh = digest.contact.language == "zh"
     n, items = len(digest.residents), digest.items
     day = digest.day.strftime("%m-%d")
@@ -148,11 +150,14 @@ def render_digest(digest: Digest) -> Message:
     else:
         title = f"[DIGEST] {day}: {_plural(n, 'resident')}, {_plural(items, 'item')}"
         head = f"Since {since}"
-    blocks = [head] + [_resident_block(d, zh=zh) for d in digest.residents]
+    links = links or {}
+    blocks = [head] + [
+        _resident_block(d, zh=zh, link=links.get(d.resident.id)) for d in digest.residents
+    ]
     return Message(title, "\n\n".join(blocks))
 
 
-def _resident_block(d: ResidentDay, *, zh: bool) -> str:
+def _resident_block(d: ResidentDay, *, zh: bool, link: str | None = None) -> str:
     r = d.resident
     lines = [f"{r.name} · {r.room}" if r.room else r.name]
     lines += _night_lines(d.night, r.timezone, zh=zh)
@@ -165,6 +170,8 @@ def _resident_block(d: ResidentDay, *, zh: bool) -> str:
         lines.append(("补传数据中发现：" if zh else "In data uploaded late: ") + seen)
     lines += [_change_line(c, zh=zh) for c in d.changes]
     lines.append(_alert_line(d.alerts, zh=zh))
+    if link:
+        lines.append(("睡眠报告：" if zh else "Sleep report: ") + link)
     return "\n".join(lines)
 
 

@@ -123,6 +123,16 @@ class Outgoing:
     title: str
     body: str
     critical: bool
+    digest_id: int | None = None  # a daily digest's row: its reports go with it where they can
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that goes with a message where the channel can carry one (e-mail)."""
+
+    name: str
+    media_type: str
+    content: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import apprise
+
+from alerts.model import Attachment
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,17 @@ class Delivery:
 
 
 class Notifier(Protocol):
-    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
-        """One attempt; `critical` sends have capacity of their own."""
+    async def send(
+        self,
+        url: str,
+        title: str,
+        body: str,
+        *,
+        critical: bool = False,
+        attachments: Sequence[Attachment] = (),
+    ) -> Delivery:
+        """One attempt; `critical` sends have capacity of their own; `attachments` go where the
+        channel can carry files (e-mail) and are left out elsewhere."""
         ...
 
 
@@ -101,13 +116,35 @@ class AppriseNotifier:
             True: ThreadPoolExecutor(max_critical * THREADS_PER_SLOT, "notify-critical"),
         }
 
-    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
+    async def send(
+        self,
+        url: str,
+        title: str,
+        body: str,
+        *,
+        critical: bool = False,
+        attachments: Sequence[Attachment] = (),
+    ) -> Delivery:
         started = time.perf_counter()
         target = apprise.Apprise(asset=_ASSET)
         if not target.add(url):
             return Delivery(False, 0.0, f"not a usable apprise URL: {redact(url)}", False)
         _untangle(target[0], self._timeout_s)
-        notify = functools.partial(target.notify, body=body, title=title)
+        files = attachments if getattr(target[0], "attachment_support", False) else ()
+        with _files(files) as attach:
+            return await self._send(url, target, title, body, critical, attach, started)
+
+    async def _send(
+        self,
+        url: str,
+        target: apprise.Apprise,
+        title: str,
+        body: str,
+        critical: bool,
+        attach: apprise.AppriseAttachment | None,
+        started: float,
+    ) -> Delivery:
+        notify = functools.partial(target.notify, body=body, title=title, attach=attach)
         loop = asyncio.get_running_loop()
         # A channel's own lane first: sends to a channel that hangs wait there, holding at most
         # `per_channel` of the shared slots, so every other channel's page goes on.
@@ -137,6 +174,21 @@ class AppriseNotifier:
     def close(self) -> None:
         for pool in self._threads.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _files(attachments: Sequence[Attachment]) -> Iterator[apprise.AppriseAttachment | None]:
+    """The attachments as files in a folder of their own, for apprise, removed afterwards."""
+    if not attachments:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="bedwatch-attach-") as folder:
+        attach = apprise.AppriseAttachment()
+        for a in attachments:
+            path = Path(folder) / Path(a.name).name  # a bare name, never a path of the sender's
+            path.write_bytes(a.content)
+            attach.add(str(path))
+        yield attach
 
 
 def _untangle(plugin: Any, timeout_s: float) -> None:

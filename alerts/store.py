@@ -15,6 +15,7 @@ from alerts.model import (
     Alert,
     AlertId,
     AlertState,
+    Attachment,
     ContactId,
     DirectPage,
     FeedDelivery,
@@ -212,6 +213,7 @@ async def enqueue(
                 p.title,
                 p.body,
                 p.critical,
+                p.digest_id,
             )
         )
     return out
@@ -271,14 +273,14 @@ async def claim_due(conn: AsyncConn, now_ms: int, limit: int) -> list[Outgoing |
         "   ORDER BY p.due_at LIMIT %(limit)s FOR UPDATE OF p SKIP LOCKED)"
         " RETURNING n.id, n.alert_id, n.contact_id, n.channel_index, n.attempt, n.title, n.body,"
         "   coalesce((SELECT severity = 'critical' FROM alerts WHERE id = n.alert_id), false),"
-        "   n.feed_id",
+        "   n.feed_id, n.digest_id",
         {"now": ts(now_ms), "limit": limit},
     )
     return [
-        Outgoing(NotificationId(i), a, ContactId(c), ch, at, t, b, crit)
+        Outgoing(NotificationId(i), a, ContactId(c), ch, at, t, b, crit, digest)
         if feed is None
         else FeedDelivery(NotificationId(i), AlertId(a), FeedId(feed), ch, at, b)
-        for i, a, c, ch, at, t, b, crit, feed in await cur.fetchall()
+        for i, a, c, ch, at, t, b, crit, feed, digest in await cur.fetchall()
     ]
 
 
@@ -483,3 +485,23 @@ async def retry_feed(
 
 def evidence_json(evidence: Mapping[str, object]) -> str:
     return json.dumps(dict(evidence), default=str)
+
+
+async def digest_attachments(conn: AsyncConn, digest_id: int) -> list[Attachment]:
+    cur = await conn.execute(
+        "SELECT name, media_type, content FROM digest_attachments WHERE digest_id = %s"
+        " ORDER BY name",
+        (digest_id,),
+    )
+    return [Attachment(str(n), str(t), bytes(c)) for n, t, c in await cur.fetchall()]
+
+
+async def add_digest_attachments(
+    conn: AsyncConn, digest_id: int, attachments: Sequence[Attachment]
+) -> None:
+    for a in attachments:
+        await conn.execute(
+            "INSERT INTO digest_attachments (digest_id, name, media_type, content)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (digest_id, a.name, a.media_type, a.content),
+        )

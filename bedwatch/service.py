@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -28,6 +29,7 @@ from bedwatch.detector_store import (
 )
 from bedwatch.http import HttpUnavailable, listen, make_app, serve
 from bedwatch.migrate import migrate
+from bedwatch.reports.batch import draw_sleep_reports
 from bedwatch.settings import Settings
 from detectors.events import Emergencies
 from detectors.findings import Finding, FindingKind, Severity
@@ -613,7 +615,12 @@ class Service:
 
 def alerts_component(settings: Settings, *, notifier: Notifier | None = None) -> AlertsComponent:
     """The alerts component as `bedwatch run` has it, from the application's settings."""
-    return AlertsComponent(settings.alerts, database_url=settings.database.url, notifier=notifier)
+    return AlertsComponent(
+        settings.alerts,
+        database_url=settings.database.url,
+        notifier=notifier,
+        reports=functools.partial(draw_sleep_reports, settings.database.url),
+    )
 
 
 async def run_service(settings: Settings) -> int:

@@ -4,6 +4,7 @@ and the operations view for supervisors."""
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
@@ -26,12 +27,15 @@ from alerts.console import ops, queries, views
 from alerts.console.auth import COOKIE, SESSION_TTL_S, Session, Sessions, token_digest
 from alerts.console.live import Changes
 from alerts.console.text import LANG_COOKIE, Lang, Words, choose
+from alerts.digest import ReportMaker
 from alerts.engine import Engine, Outcome
 from alerts.model import AlertId, Contact, ContactId, Via
 from alerts.operations import Operations, Period, snapshot
 from alerts.store import AsyncConn
 from ingest.records import ResidentId
 from ingest.registry import SUPERVISOR
+
+log = logging.getLogger(__name__)
 
 RESIDENTS_EVERY_S = 5.0  # the status cards and the fleet follow the telemetry at this pace
 HEADERS = {
@@ -69,12 +73,14 @@ class Console:
         changes: Changes,
         *,
         secure_cookies: bool,
+        reports: ReportMaker | None = None,
     ) -> None:
         self.engine = engine
         self.pool = pool
         self.sessions = sessions
         self.changes = changes
         self.secure_cookies = secure_cookies
+        self.reports = reports  # draws sleep reports (the application's, in a process of its own)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -86,6 +92,7 @@ class Console:
             Route("/console/events", self.events),
             Route("/console/alerts/{alert_id:int}/{action:str}", self.act, methods=["POST"]),
             Route("/console/residents/{resident_id:str}/night", self.night),
+            Route("/console/residents/{resident_id:str}/report.pdf", self.report),
             Route("/console/operations", self.operations),
             Route("/console/operations/events", self.operations_events),
             Route("/console/static/{name:str}", self.static),
@@ -292,6 +299,30 @@ class Console:
                 conn, self.engine.config, view.areas, period or view.period, self._now(),
                 depth=view.depth,
             )  # fmt: skip
+
+    async def report(self, request: Request) -> Response:
+        """A resident's sleep report for a night, as PDF: what a digest links to."""
+        session = await self.session(request)
+        if session is None:
+            return RedirectResponse("/console/login", 303)
+        w = self.words(request, session.contact_id)
+        rid = ResidentId(request.path_params["resident_id"])
+        async with self.pool.connection() as conn:
+            found = await queries.residents(conn, session.contact_id, self._now(), rid)
+            if not found or self.reports is None:
+                return self._html(request, views.page(w, body=w("not_found")), 404)
+            try:
+                night = date.fromisoformat(request.query_params["night"])
+            except (KeyError, ValueError):
+                night = await queries.night_with_data(conn, rid, self._now(), found[0].timezone)
+        try:
+            [pdf] = await self.reports([(rid, night, w.lang.value)])
+        except Exception as exc:
+            log.warning("sleep report of %s for %s not drawn: %s", rid, night, exc)
+            return self._html(request, views.page(w, body=w("not_found")), 503)
+        name = f"sleep-{rid}-{night.isoformat()}.pdf"
+        headers = {**HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
+        return Response(pdf, media_type="application/pdf", headers=headers)
 
     # --- actions
 

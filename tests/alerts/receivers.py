@@ -21,6 +21,7 @@ class Mail:
     to: tuple[str, ...]
     subject: str
     body: str
+    attachments: tuple[tuple[str, str, bytes], ...] = ()  # file name, media type, content
 
 
 class SmtpReceiver:
@@ -35,7 +36,11 @@ class SmtpReceiver:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         part = message.get_body(preferencelist=("plain", "html"))
         body = part.get_content() if part is not None else ""
-        self.mails.append(Mail(tuple(envelope.rcpt_tos), str(message["subject"]), body))
+        files = tuple(
+            (str(a.get_filename()), a.get_content_type(), bytes(a.get_payload(decode=True)))
+            for a in message.iter_attachments()
+        )
+        self.mails.append(Mail(tuple(envelope.rcpt_tos), str(message["subject"]), body, files))
         return "250 OK"
 
     def url(self, to: str) -> str:

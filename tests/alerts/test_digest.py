@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pypdfium2 as pdfium
 import pytest
 
 from alerts.component import Alerts
@@ -18,6 +20,7 @@ from alerts.digest import DigestLoop, day_due
 from alerts.engine import Engine
 from bedwatch.cli import build_parser
 from bedwatch.detector_store import store_findings
+from bedwatch.reports.batch import draw_sleep_reports
 from bedwatch.settings import Settings
 from detectors.findings import Finding, FindingKind, Severity
 from detectors.nights import NightSummary
@@ -434,3 +437,41 @@ def test_the_digest_is_due_at_local_time_in_the_residents_zone() -> None:
     early = parse_alert_config({"digest_at": "06:00"})
     assert day_due(early, "Asia/Shanghai", at(26, 6, 59)) is None
     assert day_due(early, "Asia/Shanghai", at(26, 7)) == date(2025, 11, 26)
+
+
+def test_the_digest_carries_each_residents_sleep_report(
+    database_url: str, http: HttpReceiver, smtp: SmtpReceiver
+) -> None:
+    """By e-mail as a PDF attachment, drawn in a process of its own in the doctor's language;
+    a channel that cannot carry files has the link to the same report in the console."""
+    settings = prepare(database_url, digest_site(http, smtp))
+    seed_yesterday(database_url)
+    clock = FakeClock(at(26, 7, 30))
+    draw = functools.partial(draw_sleep_reports, database_url)
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, _):
+            loop = DigestLoop(
+                alerts.pool, alerts.sender, alerts.current, clock=clock, reports=draw,
+                console_url="https://care.example.org/console",
+            )  # fmt: skip
+            assert await loop.run_due() == 2
+            await alerts.sender.idle()
+
+    asyncio.run(scenario())
+    link = "https://care.example.org/console/residents/r-0101/report.pdf?night=2025-11-24"
+    [mail] = smtp.to("chen@example.org")
+    assert f"Sleep report: {link}" in mail.body
+    [(name, media_type, pdf)] = mail.attachments
+    assert (name, media_type) == ("sleep-r-0101-2025-11-24.pdf", "application/pdf")
+    document = pdfium.PdfDocument(pdf)
+    text = "".join(page.get_textpage().get_text_range() for page in document)
+    assert "王阿婆" in text
+    assert "Sleep report" in text  # d-chen reads English
+    [li] = digests_to(http, "li")
+    assert f"睡眠报告：{link}" in li
+    # One report per digest (d-li's in Chinese, d-chen's in English), kept with it for retries.
+    stored = query(
+        database_url, "SELECT name, length(content) > 1000 FROM digest_attachments ORDER BY 1"
+    )
+    assert stored == [("sleep-r-0101-2025-11-24.pdf", True)] * 2

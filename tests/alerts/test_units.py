@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Sequence
 from datetime import time as clock_time
 from unittest.mock import patch
 
@@ -16,7 +17,7 @@ from alerts.directory import Directory
 from alerts.fallback import GRACE_S, EmergencyFallback
 from alerts.links import LinkError, Links
 from alerts.messages import evidence_line
-from alerts.model import AlertId, Contact, ContactId, DirectPage, Resident
+from alerts.model import AlertId, Attachment, Contact, ContactId, DirectPage, Resident
 from alerts.notifier import Delivery, redact
 from alerts.routing import backoff_s, next_action_ms, quiet_until_ms
 from detectors.findings import Severity
@@ -167,7 +168,8 @@ def test_health_and_metrics_ask_the_database_at_most_every_two_seconds() -> None
         await asyncio.gather(*(probe.refresh_counts() for _ in range(50)))
 
     asyncio.run(scrape_a_lot())
-    assert asked == ["SELECT", "SELECT", "WITH"]  # SELECT 1, open alerts, then the fleet
+    # SELECT 1, open alerts, the fleet, then per area its beds and its alerts standing.
+    assert asked == ["SELECT", "SELECT", "WITH", "WITH", "WITH"]
 
 
 class _Notifier:
@@ -176,7 +178,15 @@ class _Notifier:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, url: str, title: str, body: str, *, critical: bool = False) -> Delivery:
+    async def send(
+        self,
+        url: str,
+        title: str,
+        body: str,
+        *,
+        critical: bool = False,
+        attachments: Sequence[Attachment] = (),
+    ) -> Delivery:
         self.sent.append(url)
         return Delivery(True, 1.0)
 

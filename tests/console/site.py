@@ -227,9 +227,9 @@ class Browserless:
         except urllib.error.HTTPError as exc:
             return exc.code, dict(exc.headers), exc.read().decode()
 
-    def open(self, path: str) -> http.client.HTTPResponse:
+    def open(self, path: str, timeout_s: float = 10.0) -> http.client.HTTPResponse:
         """A response left open to read as it comes (an event stream); errors raise."""
-        response: http.client.HTTPResponse = self._opener.open(self.base + path, timeout=10)
+        response: http.client.HTTPResponse = self._opener.open(self.base + path, timeout=timeout_s)
         return response
 
     def login(self, contact: str, token: str) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
+import pypdfium2 as pdfium
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.console.auth import COOKIE
@@ -234,6 +235,18 @@ def test_the_night_page_opens_on_the_latest_night_with_data(
         zhang = Browserless(run.base)
         assert zhang.login("c-zhang", run.tokens["c-zhang"]) == 303
         status, _, page = zhang.request("/console/residents/r-0101/night")
+        # The sleep report a digest links to: the resident's, drawn as PDF; another team's
+        # resident is not there at all.
+        # Drawn in a process of its own that starts cold (matplotlib, WeasyPrint, CJK fonts).
+        report = f"/console/residents/r-0101/report.pdf?night={night}"
+        with zhang.open(report, timeout_s=90) as response:
+            kind, pdf = response.headers["Content-Type"], response.read()
+        others = zhang.request("/console/residents/r-0202/report.pdf")[0]
+    assert kind == "application/pdf"
+    text = "".join(p.get_textpage().get_text_range() for p in pdfium.PdfDocument(pdf))
+    assert "王阿婆" in text
+    assert night.strftime("%m-%d") in text or night.isoformat() in text
+    assert others == 404
     assert status == 200
     # That night, with its neighbours a click away, not the empty calendar night.
     assert f"?night={night - timedelta(days=1)}" in page
