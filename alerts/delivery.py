@@ -231,6 +231,11 @@ class Sender:
                     await self._feed_failed(conn, row, delivery)
                 else:
                     await self._after_failure(conn, row, delivery)
+            first = None
+            if recorded and delivery.ok and isinstance(row, Outgoing) and row.alert_id:
+                first = await store.first_page(conn, row.id, row.alert_id)
+        if first is not None:
+            alert_metrics.first_page(*first)
 
     async def _record_loop(self) -> None:
         delay = RECORD_RETRY_FIRST_S

@@ -288,6 +288,7 @@ class Engine:
             )
             if tier > 0:
                 await feed.publish(conn, event, Event.ESCALATED, now)
+                alert_metrics.escalated(alert.severity, last_step=tier + 1 == len(ladder.steps))
         return await store.enqueue(conn, planned, now, now, claim=claim)
 
     def _plan(

@@ -65,6 +65,22 @@ ANSWER_SECONDS = Histogram(
 )
 
 NO_AREA = "none"  # the area label of residents not placed in any area
+# From the condition's start (device time: the SOS press) to the first page delivered to a person,
+# as the view alert_answer_times has it per alert (press_to_page_s).
+FIRST_PAGE_SECONDS = Histogram(
+    "bedwatch_alert_first_page_seconds",
+    "From an alert's condition beginning (the press) to its first page delivered, by severity",
+    ["severity"],
+    buckets=(1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0),
+    registry=REGISTRY,
+)
+ESCALATIONS = Counter(
+    "bedwatch_alert_escalations",
+    "Escalations to a later step of the ladder, by severity and whether it was the last step",
+    ["severity", "last_step"],
+    registry=REGISTRY,
+)
+
 _TRACKED_MAX = 10_000  # SOS alerts whose first send is awaited; bounded if a send never happens
 
 
@@ -106,6 +122,14 @@ def alert_moved(kind: FindingKind, to: AlertState) -> None:
 
 def alert_answered(severity: Severity, seconds: float) -> None:
     ANSWER_SECONDS.labels(severity.value).observe(max(0.0, seconds))
+
+
+def first_page(severity: Severity, seconds: float) -> None:
+    FIRST_PAGE_SECONDS.labels(severity.value).observe(max(0.0, seconds))
+
+
+def escalated(severity: Severity, *, last_step: bool) -> None:
+    ESCALATIONS.labels(severity.value, str(last_step).lower()).inc()
 
 
 def handing_over(alert_id: AlertId | None) -> None:

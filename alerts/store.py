@@ -505,3 +505,21 @@ async def add_digest_attachments(
             " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
             (digest_id, a.name, a.media_type, a.content),
         )
+
+
+async def first_page(
+    conn: AsyncConn, notification_id: NotificationId, alert_id: AlertId
+) -> tuple[Severity, float] | None:
+    """If this delivered attempt is the alert's first page to a person: its severity and the
+    seconds from the condition's start to the end of the attempt (as alert_answer_times)."""
+    cur = await conn.execute(
+        "SELECT a.severity, extract(epoch FROM n.sent_at"
+        "  + coalesce(n.duration_ms, 0) * interval '1 millisecond' - a.started_at)::float8"
+        " FROM notifications n JOIN alerts a ON a.id = n.alert_id"
+        " WHERE n.id = %s AND n.contact_id IS NOT NULL AND NOT EXISTS ("
+        "  SELECT 1 FROM notifications e WHERE e.alert_id = %s AND e.id <> n.id"
+        "  AND e.result = 'delivered' AND e.contact_id IS NOT NULL)",
+        (notification_id, alert_id),
+    )
+    row = await cur.fetchone()
+    return None if row is None else (Severity(row[0]), float(row[1]))

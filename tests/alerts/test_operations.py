@@ -28,7 +28,8 @@ from alerts.operations import (
 )
 from bedwatch.migrate import migrate
 from bedwatch.settings import Settings
-from tests.alerts.harness import FakeClock, contact, prepare, running, site, sos
+from tests.alerts.harness import FakeClock, contact, prepare, running, site, sos, step
+from tests.alerts.receivers import HttpReceiver
 from tests.month import END, MONTH, NOW, START, scripted_ward
 from tests.support import query
 
@@ -223,4 +224,46 @@ def _answer_samples(name: str) -> dict[str, float]:
             if s.name.startswith(name) and s.labels.get("severity") == "critical":
                 le = s.labels.get("le")
                 found[f"{s.name}:{le}" if le else s.name] = s.value
+    return found
+
+
+def test_first_page_and_escalations_are_counted(database_url: str, http: HttpReceiver) -> None:
+    """An SOS pressed 2 s before the engine took it, paged at once, escalated to the doctor at
+    120 s and to the emergency contact (the ladder's last step) at 300 s."""
+    team = [
+        contact("c-zhang", "care_staff", [http.url("ok", "zhang")]),
+        contact("d-li", "family_doctor", [http.url("ok", "li")]),
+        contact("e-centre", "emergency", [http.url("ok", "centre")]),
+    ]
+    settings = prepare(database_url, site(team, ["c-zhang", "d-li", "e-centre"]))
+    clock = FakeClock()
+    before = _samples("critical")
+
+    async def scenario() -> None:
+        async with running(settings, clock) as (alerts, engine):
+            await engine.handle(sos(clock.now_ms - 2_000))
+            await alerts.sender.idle()
+            for seconds in (121, 180):  # to 121 s, then to 301 s
+                clock.advance(seconds)
+                await step(alerts, engine)
+
+    asyncio.run(scenario())
+    grew = {key: value - before.get(key, 0.0) for key, value in _samples("critical").items()}
+    assert grew["bedwatch_alert_first_page_seconds_count"] == 1
+    # Press to page: the 2 s before the engine had it, and the real time the page took.
+    assert 2.0 <= grew["bedwatch_alert_first_page_seconds_sum"] < 3.0
+    assert grew["bedwatch_alert_escalations_total:false"] == 1
+    assert grew["bedwatch_alert_escalations_total:true"] == 1
+    [(viewed,)] = query(database_url, "SELECT press_to_page_s FROM alert_answer_times")
+    assert viewed == pytest.approx(grew["bedwatch_alert_first_page_seconds_sum"], abs=0.01)
+
+
+def _samples(severity: str) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for metric in ALERT_REGISTRY.collect():
+        for s in metric.samples:
+            if s.labels.get("severity") != severity or "le" in s.labels:
+                continue
+            last = s.labels.get("last_step")
+            found[f"{s.name}:{last}" if last else s.name] = s.value
     return found
