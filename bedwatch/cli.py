@@ -28,6 +28,7 @@ PLUGINS = {
     "report": ("bedwatch.reports.cli", "operations and sleep reports as PDF"),
     "bridge": ("bedwatch.cli_cluster", "past one machine: MQTT into NATS JetStream"),
     "worker": ("bedwatch.cli_cluster", "past one machine: partitions of residents, by lease"),
+    "engine": ("bedwatch.cli_cluster", "past one machine: alerts on the workers' findings"),
     "cluster": ("bedwatch.cli_cluster", "past one machine: workers, partitions, lag"),
 }
 CORE_COMMANDS = ("run", "db", "registry")

@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     worker.add_argument("--id", help="this worker's id (default: [cluster] worker_id, or host-pid)")
     worker.set_defaults(handler=run_worker)
+    engine = sub.add_parser(
+        "engine",
+        help="the alert engine, console and API on the findings workers store",
+        description="Page, escalate and serve the console and API for the findings the workers"
+        " commit (told by NOTIFY, and looking every second). Until SIGTERM. Two may run.",
+    )
+    engine.set_defaults(handler=run_engine)
     cluster = sub.add_parser("cluster", help="workers, partitions, lag and lease epochs")
     cmds = cluster.add_subparsers(dest="cluster_command", required=True)
     status = cmds.add_parser("status", help="who owns which partition, and how far behind it is")
@@ -53,7 +60,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _until_signalled(stop: Callable[[], None]) -> None:
+def _until_signalled(stop: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
@@ -122,6 +129,22 @@ def run_worker(args: argparse.Namespace) -> int:
         _until_signalled(worker.stop)
         serve_metrics(cluster.metrics_addr, worker=worker)
         await worker.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def run_engine(args: argparse.Namespace) -> int:
+    from bedwatch.cluster.engine import run_engine as engine
+    from bedwatch.service import alerts_component
+
+    settings = _settings(args)
+
+    async def main() -> None:
+        running = asyncio.create_task(engine(settings, alerts_component(settings)))
+        _until_signalled(running.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
     asyncio.run(main())
     return 0

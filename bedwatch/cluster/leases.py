@@ -20,6 +20,8 @@ import psycopg
 from ingest.store import WriteAborted
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
+# Told at the commit of findings, for `bedwatch engine` (which looks every second in any case).
+FINDINGS_CHANNEL = "bedwatch_findings"
 
 
 class Fenced(WriteAborted):
@@ -176,9 +178,12 @@ def checkpoint(
 
 
 async def events_checkpoint(
-    conn: AsyncConn, partition: int, worker: str, epoch: int, events_at: int
+    conn: AsyncConn, partition: int, worker: str, epoch: int, events_at: int, *, notify: bool
 ) -> None:
-    """The same for the partition's emergency lane, whose findings commit on their own."""
+    """The same for the partition's emergency lane, whose findings commit on their own;
+    `notify`: tell the alert engine at the commit."""
+    if notify:
+        await conn.execute("SELECT pg_notify(%s, '')", (FINDINGS_CHANNEL,))
     cur = await conn.execute(
         "UPDATE partition_leases SET events_at = greatest(events_at, %s), updated_at = now()"
         " WHERE partition = %s AND owner = %s AND epoch = %s",

@@ -353,7 +353,7 @@ class Worker:
                 await self._emergency.store_with(
                     findings,
                     lambda conn: leases.events_checkpoint(
-                        conn, part.number, self.id, part.lease.epoch, sequence
+                        conn, part.number, self.id, part.lease.epoch, sequence, notify=True
                     ),
                 )
                 self.stats.emergencies += len(findings)
@@ -438,6 +438,8 @@ class Worker:
         derived = [r for c in cuts for r in c.derived]
 
         def also(cur: psycopg.Cursor[tuple[object, ...]]) -> None:
+            if any(c.findings for c in cuts):
+                cur.execute("SELECT pg_notify(%s, '')", (leases.FINDINGS_CHANNEL,))  # at the commit
             for cut in cuts:
                 store_findings(cur, cut.findings, cut.summaries)
                 leases.checkpoint(

@@ -100,7 +100,7 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             assert await leases.acquire(b, [7], "w-b", ttl_s=5) == []
             await a.execute("CREATE TABLE IF NOT EXISTS t (v int)")
             await asyncio.to_thread(write, database_url, 1, 1, 10)
-            await leases.events_checkpoint(a, 7, "w-a", 1, 2)
+            await leases.events_checkpoint(a, 7, "w-a", 1, 2, notify=False)
             await asyncio.sleep(0.3)  # w-a stalls past its lease
             assert await leases.renew(a, "w-a", {7: 1}, ttl_s=5) == set()
             [second] = await leases.acquire(b, [7], "w-b", ttl_s=5)
@@ -113,7 +113,7 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
                 said.append(str(exc))
                 await leases.record_fenced(a, 7, "w-a", exc.epoch)
             with pytest.raises(Fenced):
-                await leases.events_checkpoint(a, 7, "w-a", 1, 3)
+                await leases.events_checkpoint(a, 7, "w-a", 1, 3, notify=False)
             assert await leases.renew(b, "w-b", {7: 2}, ttl_s=5) == {7}
             assert await leases.held_by(b, "w-b") == {7: 2}
             assert await leases.release(b, 7, "w-b", 2)

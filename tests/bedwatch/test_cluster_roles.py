@@ -9,29 +9,42 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bedwatch.migrate import migrate
 from bedwatch.site import parse_site
 from ingest.registry import store_site
+from tests.alerts.receivers import HttpReceiver
 from tests.nats import nats_servers
-from tests.support import Mosquitto, query, settings_for, wait_until
+from tests.support import Mosquitto, free_port, query, settings_for, wait_until
 
 PREFIX = "bedwatch/v1"
 RESIDENTS = 12
 
 
-def site() -> str:
-    return "\n".join(
-        f'[[residents]]\nid = "r-{i:03d}"\nname = "R{i}"\n'
+def site(hook: str = "json://127.0.0.1:9/none") -> str:
+    staff = (
+        f'[[contacts]]\nid = "c-zhang"\nname = "Zhang"\nrole = "care_staff"\n'
+        f'channels = ["{hook}"]\n'
+    )
+    return staff + "\n".join(
+        f'[[residents]]\nid = "r-{i:03d}"\nname = "R{i}"\ncare_team = ["c-zhang"]\n'
         f'devices = [{{ id = "mat-{i:03d}", kind = "mattress" }},'
         f' {{ id = "band-{i:03d}", kind = "wristband" }}]\n'
         for i in range(RESIDENTS)
     )
+
+
+@pytest.fixture
+def http() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as receiver:
+        yield receiver
 
 
 def role(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -87,11 +100,13 @@ def end(processes: list[subprocess.Popen[bytes]]) -> None:
 
 
 def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, http: HttpReceiver
 ) -> None:
+    """Bridge, two workers and the alert engine as processes; a worker SIGKILLed mid-stream:
+    every sample stored once, the SOS paged once, the survivor owning every partition."""
     migrate(settings_for(database_url, "mqtt://127.0.0.1:1", PREFIX))
     with psycopg.connect(database_url) as conn, conn.transaction():
-        store_site(conn, parse_site(site()))
+        store_site(conn, parse_site(site(http.url("ok", "zhang"))))
     broker = Mosquitto(tmp_path / "mqtt")
     broker.start()
     processes: list[subprocess.Popen[bytes]] = []
@@ -105,11 +120,12 @@ def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
                 "BEDWATCH_CLUSTER__LEASE_TTL_S": "2",
                 "BEDWATCH_CLUSTER__CHECKPOINT_EVERY_S": "0.3",
                 "BEDWATCH_MQTT__CLIENT_ID": "bw-roles",
+                "BEDWATCH_HTTP_ADDR": f"127.0.0.1:{free_port()}",
             }
             processes.append(role(env, "-v", "bridge", log=tmp_path / "bridge.log"))
             a = role(env, "-v", "worker", "--id", "w-a", log=tmp_path / "w-a.log")
             b = role(env, "-v", "worker", "--id", "w-b", log=tmp_path / "w-b.log")
-            processes += [a, b]
+            processes += [a, b, role(env, "-v", "engine", log=tmp_path / "engine.log")]
 
             def owners() -> dict[str, int]:
                 rows = query(
@@ -132,6 +148,7 @@ def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
             except AssertionError:
                 raise AssertionError(f"{stored()} of {sent} samples stored; {owners()}") from None
             wait_until(lambda: owners() == {"w-a": 256}, 60, 0.2)
+            wait_until(lambda: http.got("zhang"), 30, 0.2)
             status = subprocess.run(
                 [sys.executable, "-m", "bedwatch.cli", "cluster", "status"],
                 env=env, capture_output=True, text=True, timeout=60, check=False,
@@ -147,6 +164,8 @@ def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
     assert "lag: 0 messages in all" in status.stdout
     sos = query(database_url, "SELECT resident_id FROM findings WHERE kind = 'sos'")
     assert sos == [("r-007",)]
+    [page] = http.got("zhang")  # paged once, by the engine, from the finding a worker stored
+    assert "R7" in page["message"] or "R7" in page["title"]
     # w-a stopped by SIGTERM: it checkpointed, released its partitions and left.
     assert query(database_url, "SELECT count(*) FROM partition_leases WHERE owner IS NOT NULL") == [
         (0,)
