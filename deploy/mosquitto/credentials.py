@@ -32,6 +32,10 @@ from pathlib import Path
 SERVICE_USER = "bedwatch"
 # The service's second session, for the event channel alone (its client id is its user name).
 EVENTS_USER = f"{SERVICE_USER}-events"
+# Past one machine (docker-compose.cluster.yml), a second bridge holds sessions of its own.
+SECOND_BRIDGE = f"{SERVICE_USER}-2"
+ENGINE_USER = f"{SERVICE_USER}-engine"  # `bedwatch engine`: commands to wristbands only
+SERVICE_USERS = (SERVICE_USER, EVENTS_USER, SECOND_BRIDGE, f"{SECOND_BRIDGE}-events", ENGINE_USER)
 SERVICE_PASSWORD_VAR = "BEDWATCH_MQTT_PASSWORD"
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # as in docs/protocol-v1.md
 # Mosquitto 2's own format: $7$ = PBKDF2-HMAC-SHA512. Its default of 101 rounds is kept on
@@ -94,7 +98,7 @@ def site_devices(path: Path) -> list[str]:
 def check_device_id(device_id: str) -> None:
     if not DEVICE_ID.fullmatch(device_id):
         raise CredentialsError(f"bad device id {device_id!r} (see docs/protocol-v1.md)")
-    if device_id in (SERVICE_USER, EVENTS_USER):
+    if device_id in SERVICE_USERS:
         raise CredentialsError(f"{device_id!r} is one of the service's user names, not a device id")
 
 
@@ -163,7 +167,7 @@ def sync(passwd: Path, site: Path, env_file: Path) -> dict[str, str]:
     devices = site_devices(site)
     old = read_passwd(passwd)
     password = service_password(env_file)
-    entries = {SERVICE_USER: hash_password(password), EVENTS_USER: hash_password(password)}
+    entries = {user: hash_password(password) for user in SERVICE_USERS}
     issued: dict[str, str] = {}
     for device_id in devices:
         if device_id in old:

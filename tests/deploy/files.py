@@ -84,9 +84,9 @@ def raw_compose() -> dict[str, Any]:
     return document
 
 
-def compose(env: Mapping[str, str]) -> dict[str, Any]:
-    """docker-compose.yml with variables substituted from `env`, as `docker compose config`."""
-    document = _walk(raw_compose(), env)
+def compose(env: Mapping[str, str], path: Path = COMPOSE) -> dict[str, Any]:
+    """A compose file with variables substituted from `env`, as `docker compose config`."""
+    document = _walk(yaml.safe_load(path.read_text(encoding="utf-8")), env)
     assert isinstance(document, dict)
     return document
 

@@ -16,6 +16,11 @@ import pytest
 from bedwatch.site import parse_site
 from tests.deploy.files import CREDENTIALS_TOOL, DEPLOY
 
+# The service's sessions (and a second bridge's, for docker-compose.cluster.yml), first.
+SERVICE_USERS = [
+    "bedwatch", "bedwatch-events", "bedwatch-2", "bedwatch-2-events", "bedwatch-engine",
+]  # fmt: skip
+
 SITE = """\
 [[residents]]
 id = "r-1"
@@ -62,7 +67,7 @@ def test_sync_issues_secrets_once_and_follows_the_site_file(tmp_path: Path, site
     assert set(issued) == {"mat-1", "band-1"}
     assert all(len(secret) >= 20 for secret in issued.values())
     before = users(tmp_path)
-    assert list(before) == ["bedwatch", "bedwatch-events", "mat-1", "band-1"]
+    assert list(before) == [*SERVICE_USERS, "mat-1", "band-1"]
     assert all(hashed.startswith("$7$101$") for hashed in before.values())
     assert stat.S_IMODE((tmp_path / "passwd").stat().st_mode) == 0o600
 
@@ -74,7 +79,7 @@ def test_sync_issues_secrets_once_and_follows_the_site_file(tmp_path: Path, site
     assert second.stdout.split(" ")[0] == "mat-9"  # only the new device gets a secret
     assert "removed band-1" in second.stderr
     after = users(tmp_path)
-    assert list(after) == ["bedwatch", "bedwatch-events", "mat-1", "mat-9"]
+    assert list(after) == [*SERVICE_USERS, "mat-1", "mat-9"]
     assert after["mat-1"] == before["mat-1"]  # kept, so the device still logs in
 
 
@@ -122,4 +127,4 @@ def test_example_site_file_is_valid_for_both_tools(tmp_path: Path) -> None:
     done = run(tmp_path, "sync", str(example))
     assert done.returncode == 0, done.stderr
     devices = [device.id for resident in site.residents for device in resident.devices]
-    assert list(users(tmp_path)) == ["bedwatch", "bedwatch-events", *devices]
+    assert list(users(tmp_path)) == [*SERVICE_USERS, *devices]
