@@ -94,14 +94,15 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             await leases.join(a, "w-a", {"pid": 1})
             await leases.join(b, "w-b", {"pid": 2})
             assert await leases.live_workers(a, 10) == ["w-a", "w-b"]
-            [first] = await leases.acquire(a, [7], "w-a", ttl_s=0.2)
+            [first] = await leases.acquire(a, [7], "w-a", ttl_s=60)
             assert first.epoch == 1
             # Held: w-b cannot take it while the lease runs.
             assert await leases.acquire(b, [7], "w-b", ttl_s=5) == []
             await a.execute("CREATE TABLE IF NOT EXISTS t (v int)")
             await asyncio.to_thread(write, database_url, 1, 1, 10)
             await leases.events_checkpoint(a, 7, "w-a", 1, 2, notify=False)
-            await asyncio.sleep(0.3)  # w-a stalls past its lease
+            # w-a stalls past its lease (set to have run out, rather than waited for).
+            await a.execute("UPDATE partition_leases SET expires_at = now() - interval '1 second'")
             assert await leases.renew(a, "w-a", {7: 1}, ttl_s=5) == set()
             [second] = await leases.acquire(b, [7], "w-b", ttl_s=5)
             assert (second.epoch, second.position, second.events_at, second.state) == (
