@@ -108,7 +108,8 @@ def test_partitions_move_on_join_leave_and_death(database_url: str, tmp_path: Pa
     migrate(settings_for(database_url, "mqtt://127.0.0.1:1", "x"))
     with psycopg.connect(database_url) as conn, conn.transaction():
         store_site(conn, parse_site(site()))
-    fast = WorkerSettings(lease_ttl_s=3.0, rebalance_every_s=0.2, checkpoint_every_s=0.2)
+    # Leases far longer than the test: every hand-over here is a release, never an expiry.
+    fast = WorkerSettings(lease_ttl_s=120.0, rebalance_every_s=0.2, checkpoint_every_s=0.2)
 
     def count(table: str) -> int:
         [(n,)] = query(database_url, f"SELECT count(*) FROM {table}")
@@ -126,8 +127,7 @@ def test_partitions_move_on_join_leave_and_death(database_url: str, tmp_path: Pa
     with nats_servers(tmp_path) as [server]:
         bridge = BridgeSettings(nats_url=server.url)
 
-        async def scenario() -> dict[str, object]:
-            seen: dict[str, object] = {}
+        async def scenario() -> None:
             nc = await nats.connect(server.url)
             js = nc.jetstream()
             await ensure_stream(js, bridge)
@@ -139,22 +139,16 @@ def test_partitions_move_on_join_leave_and_death(database_url: str, tmp_path: Pa
                 await until(lambda: count("mattress_samples") == RESIDENTS * 10)
                 async with running(b):
                     await until(lambda: owners_now() == shares)
-                    seen["after join"] = owners_now()
                     await publish(js, [*telemetry(1), sos(5, T0 + 12_000)])
                     await until(lambda: count("mattress_samples") == RESIDENTS * 20)
-                left = time.monotonic()
                 await until(lambda: owners_now() == {"w-a": 256})
-                seen["taken over after a leave (s)"] = time.monotonic() - left
                 await publish(js, telemetry(2))
                 await until(lambda: count("mattress_samples") == RESIDENTS * 30)
             await nc.close()
-            return seen
 
-        seen = asyncio.run(scenario())
+        asyncio.run(scenario())
     # Rendezvous hashing: the newcomer takes about half of two workers' partitions.
     assert 90 < shares["w-b"] < 166
-    # Handed over by release, not by lease expiry: sooner than the lease runs.
-    assert float(seen["taken over after a leave (s)"]) < 3.0  # type: ignore[arg-type]
     # Every sample once (the primary key would refuse a second), every SOS decided once.
     assert count("mattress_samples") == RESIDENTS * 30
     sos_rows = query(
@@ -206,7 +200,7 @@ def test_a_dead_workers_partitions_are_taken_over_and_nothing_is_lost(
     with nats_servers(tmp_path) as [server]:
         bridge = BridgeSettings(nats_url=server.url)
 
-        async def scenario() -> float:
+        async def scenario() -> None:
             nc = await nats.connect(server.url)
             js = nc.jetstream()
             await ensure_stream(js, bridge)
@@ -221,20 +215,15 @@ def test_a_dead_workers_partitions_are_taken_over_and_nothing_is_lost(
                 b_task.cancel()  # dies mid-stream: whatever it read since its checkpoint is lost
                 with contextlib.suppress(asyncio.CancelledError):
                     await b_task
-                died = time.monotonic()
                 for minute in range(minutes // 2, minutes):
                     await publish(js, slow_heart(minute, range(RESIDENTS)))
                 await until(lambda: owners_now() == {"w-a": 256})
-                taken_over = time.monotonic() - died
                 await until(lambda: count("mattress_samples") == RESIDENTS * 10 * minutes)
                 await until(lambda: count("findings", "kind = 'heart_rate'") >= RESIDENTS)
                 await asyncio.sleep(1.0)  # a repeat would show now
             await nc.close()
-            return taken_over
 
-        taken_over = asyncio.run(scenario())
-    # The lease (2 s) runs out, then the next round (0.2 s) takes the partitions.
-    assert taken_over < 10.0
+        asyncio.run(scenario())
     assert count("mattress_samples") == RESIDENTS * 10 * minutes
     # One bradycardia finding per resident, as without the fault: none lost, none twice.
     rows = query(
