@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -151,9 +152,18 @@ def run_engine(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    import psycopg
+
     from bedwatch.cluster.status import gather, render
+    from ingest.db import DatabaseUnavailable, one_line
 
     settings = load_settings(args.config)
-    report = asyncio.run(gather(settings.database.url, settings.cluster))
+    try:
+        report = asyncio.run(gather(settings.database.url, settings.cluster))
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(one_line(exc)) from None
+    except psycopg.errors.UndefinedTable:
+        print("bedwatch: no cluster here yet (run `bedwatch db migrate`)", file=sys.stderr)
+        return 1
     print(render(report, datetime.now(UTC), per_partition=args.partitions), end="")
     return 0
