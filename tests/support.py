@@ -400,7 +400,11 @@ class ServiceThread:
 
 
 class Device:
-    """A device as firmware would connect: client id = device id, QoS 1, a Last Will."""
+    """A device as firmware would connect: client id = device id, QoS 1, a Last Will.
+
+    The client id is the device id within the test's topic prefix: tests that run at the same
+    time on the shared broker may name the same device, and one client id in two connections
+    would make the broker drop the older one (and send its Last Will)."""
 
     def __init__(
         self,
@@ -414,7 +418,7 @@ class Device:
         parts = urlsplit(url)
         self.device_id = device_id
         self.prefix = prefix
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{device_id}@{prefix}")
         if will:
             self.client.will_set(self.topic("status"), b'{"state":"offline"}', qos=1, retain=True)
         if tls is not None:
