@@ -30,7 +30,20 @@ def private_broker(tmp_path: Path) -> Iterator[Mosquitto]:
         broker.stop()
 
 
-def start_service(database_url: str, broker: Mosquitto, prefix: str) -> subprocess.Popen[bytes]:
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """The service processes a test started: killed at its end if a failure left one running."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
+def start_service(
+    database_url: str, broker: Mosquitto, prefix: str, processes: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
     env = service_env(
         BEDWATCH_DATABASE_URL=database_url,
         BEDWATCH_MQTT_URL=broker.url,
@@ -38,20 +51,28 @@ def start_service(database_url: str, broker: Mosquitto, prefix: str) -> subproce
         BEDWATCH_MQTT__CLIENT_ID="bedwatch-crash-test",
         BEDWATCH_DATABASE__CREATE_DATABASE="false",
     )
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "bedwatch.cli", "run"], env=env, stderr=subprocess.PIPE
     )
+    processes.append(process)
+    return process
 
 
 def wait_subscribed(database_url: str, broker: Mosquitto, prefix: str) -> None:
-    """Until the service's subscription is live: a probe status from mat-0002 is stored."""
+    """Until the service's subscription is live: a probe status from mat-0002 is stored.
+
+    Within 60 s, as the drills allow a service process to start: on a busy machine (tests run
+    in parallel) its imports and its detector worker can take a good part of that."""
     probe = Device(broker.url, "mat-0002", prefix, will=False)
+    deadline = time.monotonic() + 60
     try:
-        for attempt in range(200):
+        attempt = 0
+        while time.monotonic() < deadline:
             status = {"state": "online", "ts": T0 - 60_000 + attempt}
             probe.send("status", json.dumps(status))
             if count(database_url, "device_status"):
                 return
+            attempt += 1
             time.sleep(0.1)
         raise AssertionError("the service never subscribed")
     finally:
@@ -77,11 +98,14 @@ def publish_stream(broker: Mosquitto, prefix: str, messages: int, per_s: float) 
 
 @pytest.mark.slow
 def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(
-    database_url: str, private_broker: Mosquitto, prefix: str
+    database_url: str,
+    private_broker: Mosquitto,
+    prefix: str,
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     prepare(database_url, private_broker.url, prefix)
     messages = 1500
-    first = start_service(database_url, private_broker, prefix)
+    first = start_service(database_url, private_broker, prefix, processes)
     wait_subscribed(database_url, private_broker, prefix)
     stream = publish_stream(private_broker, prefix, messages, per_s=1000)
     wait_until(lambda: count(database_url, "mattress_samples") > 2000, 30)
@@ -89,7 +113,7 @@ def test_kill_9_mid_stream_loses_nothing_and_duplicates_nothing(
     first.communicate(timeout=10)
     at_kill = count(database_url, "mattress_samples")
     assert 0 < at_kill < messages * 10, "the kill must land mid-stream"
-    second = start_service(database_url, private_broker, prefix)
+    second = start_service(database_url, private_broker, prefix, processes)
     try:
         stream.join(60)
         total = messages * 10 + 1
@@ -116,17 +140,20 @@ def acks_logged(process: subprocess.Popen[bytes]) -> int:
 
 @pytest.mark.slow
 def test_sigterm_drains_acknowledges_and_exits_zero(
-    database_url: str, private_broker: Mosquitto, prefix: str
+    database_url: str,
+    private_broker: Mosquitto,
+    prefix: str,
+    processes: list[subprocess.Popen[bytes]],
 ) -> None:
     prepare(database_url, private_broker.url, prefix)
-    service = start_service(database_url, private_broker, prefix)
+    service = start_service(database_url, private_broker, prefix, processes)
     wait_subscribed(database_url, private_broker, prefix)
     stream = publish_stream(private_broker, prefix, 300, per_s=2000)
     wait_until(lambda: count(database_url, "mattress_samples") >= 10, 30)
     service.send_signal(signal.SIGTERM)
     first_acks = acks_logged(service)
     stream.join(30)
-    again = start_service(database_url, private_broker, prefix)
+    again = start_service(database_url, private_broker, prefix, processes)
     wait_until(lambda: count(database_url, "mattress_samples") == 3001, 30)
     time.sleep(0.5)
     again.send_signal(signal.SIGTERM)
