@@ -475,6 +475,9 @@ def settings_for(database_url: str, mqtt_url: str, prefix: str, **ingest: Any) -
     settings = settings.replace(
         "mqtt", url=mqtt_url, topic_prefix=prefix, client_id=f"bw-{uuid.uuid4().hex[:8]}"
     )
+    # A port of its own, not the default 8080, for a component that serves HTTP: tests run at
+    # the same time.
+    settings = settings.replace("http", addr=f"127.0.0.1:{free_port()}")
     if ingest:
         settings = settings.replace("ingest", **ingest)
     return settings

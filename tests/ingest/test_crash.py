@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.ingest.test_end_to_end import count, mattress, prepare
-from tests.support import Device, Mosquitto, query, service_env, wait_until
+from tests.support import Device, Mosquitto, free_port, query, service_env, wait_until
 
 # Streams here span 4 h of device time at 10 s a message: all of it must lie in the past.
 T0 = int(time.time() * 1000) - 6 * 3_600_000
@@ -49,6 +49,7 @@ def start_service(
         BEDWATCH_MQTT_URL=broker.url,
         BEDWATCH_TOPIC_PREFIX=prefix,
         BEDWATCH_MQTT__CLIENT_ID="bedwatch-crash-test",
+        BEDWATCH_HTTP_ADDR=f"127.0.0.1:{free_port()}",  # not 8080: tests run at the same time
         BEDWATCH_DATABASE__CREATE_DATABASE="false",
     )
     process = subprocess.Popen(
