@@ -62,10 +62,11 @@ def test_a_bed_night_generates_in_well_under_a_second() -> None:
     import time
 
     d = residents_of(1)[0]
-    t0 = time.perf_counter()
+    # CPU time, not wall time: the other tests running at the same time share the machine.
+    t0 = time.process_time()
     night = make_night(d, seed=9, night_date=NIGHT)
     count = sum(1 for _ in night.messages())
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     assert count > 3000
     assert elapsed < 1.0
 
