@@ -37,6 +37,13 @@ TOGETHER = (
     "tests/test_drills.py",
     "tests/simulators/test_contract.py",
     "tests/simulators/test_night.py",
+    "tests/console/test_browser.py",
+    "tests/console/test_operations.py",
+    "tests/ingest/test_tls.py",
+    "tests/reports/test_operations.py",
+    "tests/reports/test_sleep.py",
+    "tests/deploy/test_grafana.py",
+    "tests/deploy/test_mosquitto.py",
 )
 
 
