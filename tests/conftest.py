@@ -29,10 +29,11 @@ def broker_url() -> str:
 
 # Under pytest-xdist (`-n`, in pyproject's addopts): the tests of each of these modules run on one
 # worker together, so its module fixture is made once: the drills (one fixture runs them all, at
-# once) and the simulated nights that several tests read. Every other test goes to whichever
-# worker is free. Groups go out first, the largest first, so the drills start at once on a worker
-# of their own. (The xdist_group mark would say the same, but `--dist loadgroup` no longer groups
-# on pytest 9.2: it rewrites node ids, which pytest now ignores.)
+# once), the simulated nights that several tests read, and the modules that share a browser, a
+# served month, a private CA and broker, built PDFs or a database. Every other test goes to
+# whichever worker is free. Groups go out first, the largest first, so the drills start at once
+# on a worker of their own. (The xdist_group mark would say the same, but `--dist loadgroup` no
+# longer groups on pytest 9.2: it rewrites node ids, which pytest now ignores.)
 TOGETHER = (
     "tests/test_drills.py",
     "tests/simulators/test_contract.py",
