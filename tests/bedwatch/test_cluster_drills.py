@@ -137,7 +137,12 @@ def test_a_killed_stream_leader_loses_nothing_through_the_bridge(tmp_path: Path)
                         publish_steadily, broker.port, f"{PREFIX}/mat-1/telemetry",
                         kill_when(KILL_AT, lambda: by_name[name]),
                     )  # fmt: skip
-                    kept = await stored(js, STREAM)
+                    # The bridge retries until the new leader takes each message; once it has
+                    # acknowledged them all to the broker, the stream must hold them all.
+                    async with asyncio.timeout(120):
+                        while bridge.stats.acked < acked:  # noqa: ASYNC110
+                            await asyncio.sleep(0.1)
+                    kept = await stored(js, STREAM, settle_s=1.0)
                 finally:
                     await bridge.stop()
                     await close_quietly(nc)
