@@ -29,7 +29,7 @@ import logging
 import ssl
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import nats
 from nats.aio.client import Client as Nats
@@ -130,7 +130,6 @@ class BridgeStats:
     retries: int = 0
     events: int = 0
     last_error: str | None = None
-    lag: dict[str, int] = field(default_factory=dict)
 
 
 class Bridge:

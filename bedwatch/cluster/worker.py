@@ -163,7 +163,9 @@ class Worker:
         self.stats = WorkerStats()
         self.partitions: dict[int, Partition] = {}
         self._devices: dict[DeviceId, DeviceInfo] = {}
-        self._configs: dict[ResidentId, ResidentConfig] = {}
+        # The registry's residents by partition: grouped once per registry change, not once per
+        # partition taken (a partition's share is 1/256 of a city's residents).
+        self._by_partition: dict[int, dict[ResidentId, ResidentConfig]] = {}
         self._registry: tuple[object, ...] = ()
         self._decoder = Decoder(self._devices, prefix=prefix)
         self._store = Store(database_url)
@@ -477,13 +479,15 @@ class Worker:
         self._registry = version
         self._devices.clear()
         self._devices.update(devices)
-        self._configs = configs
+        self._by_partition = {}
+        for rid, config in configs.items():
+            number = partition_of(rid, self.settings.partitions)
+            self._by_partition.setdefault(number, {})[rid] = config
         for number, part in self.partitions.items():
             part.set_residents(self._residents_of(number))
 
     def _residents_of(self, number: int) -> dict[ResidentId, ResidentConfig]:
-        n = self.settings.partitions
-        return {r: c for r, c in self._configs.items() if partition_of(r, n) == number}
+        return dict(self._by_partition.get(number, {}))
 
 
 async def _cancel(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -65,16 +65,18 @@ async def publish(js: nats.js.JetStreamContext, messages: list[tuple[str, bytes]
         await js.publish(routed.subject, payload, headers=headers)
 
 
-def telemetry(minute: int) -> list[tuple[str, bytes]]:
-    """One message of 10 one-second samples per resident, for the given 10-second slot."""
+def telemetry(slot: int, hr: int | None = None) -> list[tuple[str, bytes]]:
+    """One message of 10 one-second samples per resident, for the given 10-second slot; at
+    `hr` beats a minute (35: bradycardia, once it lasts), or each resident's own normal rate."""
     out = []
     for i in range(RESIDENTS):
-        start = T0 + minute * 10_000
+        start = T0 + slot * 10_000
+        rate = 60 + i % 5 if hr is None else hr
         samples = [
-            {"ts": start + k * 1000, "hr": 60 + i % 5, "rr": 14, "move": 0, "occ": 1, "sq": 90}
+            {"ts": start + k * 1000, "hr": rate, "rr": 14, "move": 0, "occ": 1, "sq": 90}
             for k in range(10)
         ]
-        body = json.dumps({"seq": minute, "samples": samples}).encode()
+        body = json.dumps({"seq": slot, "samples": samples}).encode()
         out.append((f"{PREFIX}/mat-{i:03d}/telemetry", body))
     return out
 
@@ -98,6 +100,27 @@ async def running(worker: Worker) -> AsyncIterator[asyncio.Task[None]]:
             await asyncio.wait_for(task, 30)
 
 
+def prepared(database_url: str) -> None:
+    migrate(settings_for(database_url, "mqtt://127.0.0.1:1", "x"))
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        store_site(conn, parse_site(site()))
+
+
+def count(database_url: str, table: str, where: str = "true") -> int:
+    [(n,)] = query(database_url, f"SELECT count(*) FROM {table} WHERE {where}")
+    return int(n)
+
+
+def owners_now(database_url: str) -> dict[str, int]:
+    """Partitions per worker whose lease runs now."""
+    rows = query(
+        database_url,
+        "SELECT owner, count(*) FROM partition_leases WHERE owner IS NOT NULL"
+        " AND expires_at > now() GROUP BY 1",
+    )
+    return {str(o): int(n) for o, n in rows}
+
+
 async def until(check: object, timeout_s: float = 20.0) -> None:
     async with asyncio.timeout(timeout_s):
         while not await asyncio.to_thread(check):  # type: ignore[arg-type]  # noqa: ASYNC110
@@ -105,22 +128,9 @@ async def until(check: object, timeout_s: float = 20.0) -> None:
 
 
 def test_partitions_move_on_join_leave_and_death(database_url: str, tmp_path: Path) -> None:
-    migrate(settings_for(database_url, "mqtt://127.0.0.1:1", "x"))
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        store_site(conn, parse_site(site()))
+    prepared(database_url)
     # Leases far longer than the test: every hand-over here is a release, never an expiry.
     fast = WorkerSettings(lease_ttl_s=120.0, rebalance_every_s=0.2, checkpoint_every_s=0.2)
-
-    def count(table: str) -> int:
-        [(n,)] = query(database_url, f"SELECT count(*) FROM {table}")
-        return int(n)
-
-    def owners_now() -> dict[str, int]:
-        rows = query(
-            database_url,
-            "SELECT owner, count(*) FROM partition_leases WHERE owner IS NOT NULL GROUP BY 1",
-        )
-        return {str(o): int(n) for o, n in rows}
 
     shares = dict(Counter(assignment(["w-a", "w-b"]).values()))
 
@@ -134,42 +144,28 @@ def test_partitions_move_on_join_leave_and_death(database_url: str, tmp_path: Pa
             a = Worker(database_url, bridge, replace(fast, worker_id="w-a"), prefix=PREFIX)
             b = Worker(database_url, bridge, replace(fast, worker_id="w-b"), prefix=PREFIX)
             async with running(a):
-                await until(lambda: owners_now() == {"w-a": 256})
+                await until(lambda: owners_now(database_url) == {"w-a": 256})
                 await publish(js, [*telemetry(0), sos(3, T0 + 2_000)])
-                await until(lambda: count("mattress_samples") == RESIDENTS * 10)
+                await until(lambda: count(database_url, "mattress_samples") == RESIDENTS * 10)
                 async with running(b):
-                    await until(lambda: owners_now() == shares)
+                    await until(lambda: owners_now(database_url) == shares)
                     await publish(js, [*telemetry(1), sos(5, T0 + 12_000)])
-                    await until(lambda: count("mattress_samples") == RESIDENTS * 20)
-                await until(lambda: owners_now() == {"w-a": 256})
+                    await until(lambda: count(database_url, "mattress_samples") == RESIDENTS * 20)
+                await until(lambda: owners_now(database_url) == {"w-a": 256})
                 await publish(js, telemetry(2))
-                await until(lambda: count("mattress_samples") == RESIDENTS * 30)
+                await until(lambda: count(database_url, "mattress_samples") == RESIDENTS * 30)
             await nc.close()
 
         asyncio.run(scenario())
     # Rendezvous hashing: the newcomer takes about half of two workers' partitions.
     assert 90 < shares["w-b"] < 166
     # Every sample once (the primary key would refuse a second), every SOS decided once.
-    assert count("mattress_samples") == RESIDENTS * 30
+    assert count(database_url, "mattress_samples") == RESIDENTS * 30
     sos_rows = query(
         database_url, "SELECT resident_id FROM findings WHERE kind = 'sos' ORDER BY resident_id"
     )
     assert sos_rows == [("r-003",), ("r-005",)]
     assert query(database_url, "SELECT count(*) FROM partition_fenced") == [(0,)]
-
-
-def slow_heart(minute: int, residents: range) -> list[tuple[str, bytes]]:
-    """Ten one-second samples per resident at 35 beats a minute: bradycardia, once it lasts."""
-    out = []
-    for i in residents:
-        start = T0 + minute * 10_000
-        samples = [
-            {"ts": start + k * 1000, "hr": 35, "rr": 14, "move": 0, "occ": 1, "sq": 90}
-            for k in range(10)
-        ]
-        body = json.dumps({"seq": 1000 + minute, "samples": samples}).encode()
-        out.append((f"{PREFIX}/mat-{i:03d}/telemetry", body))
-    return out
 
 
 def test_a_dead_workers_partitions_are_taken_over_and_nothing_is_lost(
@@ -178,24 +174,10 @@ def test_a_dead_workers_partitions_are_taken_over_and_nothing_is_lost(
     """w-b dies (its task cancelled: no checkpoint, no release, no goodbye) while its residents'
     data keeps coming; w-a takes its partitions over once the leases run out, replays from the
     last checkpoints, and stores every sample once, with the findings a fault-free run gives."""
-    migrate(settings_for(database_url, "mqtt://127.0.0.1:1", "x"))
-    with psycopg.connect(database_url) as conn, conn.transaction():
-        store_site(conn, parse_site(site()))
+    prepared(database_url)
     fast = WorkerSettings(lease_ttl_s=2.0, rebalance_every_s=0.2, checkpoint_every_s=0.3)
     shares = dict(Counter(assignment(["w-a", "w-b"]).values()))
     minutes = 18  # three minutes of slow heart for every resident
-
-    def count(table: str, where: str = "true") -> int:
-        [(n,)] = query(database_url, f"SELECT count(*) FROM {table} WHERE {where}")
-        return int(n)
-
-    def owners_now() -> dict[str, int]:
-        rows = query(
-            database_url,
-            "SELECT owner, count(*) FROM partition_leases WHERE owner IS NOT NULL"
-            " AND expires_at > now() GROUP BY 1",
-        )
-        return {str(o): int(n) for o, n in rows}
 
     with nats_servers(tmp_path) as [server]:
         bridge = BridgeSettings(nats_url=server.url)
@@ -208,23 +190,29 @@ def test_a_dead_workers_partitions_are_taken_over_and_nothing_is_lost(
             b = Worker(database_url, bridge, replace(fast, worker_id="w-b"), prefix=PREFIX)
             async with running(a):
                 b_task = asyncio.create_task(b.run())
-                await until(lambda: owners_now() == shares)
+                await until(lambda: owners_now(database_url) == shares)
                 for minute in range(minutes // 2):
-                    await publish(js, slow_heart(minute, range(RESIDENTS)))
-                await until(lambda: count("mattress_samples") == RESIDENTS * 10 * minutes // 2)
+                    await publish(js, telemetry(minute, hr=35))
+                await until(
+                    lambda: count(database_url, "mattress_samples") == RESIDENTS * 10 * minutes // 2
+                )
                 b_task.cancel()  # dies mid-stream: whatever it read since its checkpoint is lost
                 with contextlib.suppress(asyncio.CancelledError):
                     await b_task
                 for minute in range(minutes // 2, minutes):
-                    await publish(js, slow_heart(minute, range(RESIDENTS)))
-                await until(lambda: owners_now() == {"w-a": 256})
-                await until(lambda: count("mattress_samples") == RESIDENTS * 10 * minutes)
-                await until(lambda: count("findings", "kind = 'heart_rate'") >= RESIDENTS)
+                    await publish(js, telemetry(minute, hr=35))
+                await until(lambda: owners_now(database_url) == {"w-a": 256})
+                await until(
+                    lambda: count(database_url, "mattress_samples") == RESIDENTS * 10 * minutes
+                )
+                await until(
+                    lambda: count(database_url, "findings", "kind = 'heart_rate'") >= RESIDENTS
+                )
                 await asyncio.sleep(1.0)  # a repeat would show now
             await nc.close()
 
         asyncio.run(scenario())
-    assert count("mattress_samples") == RESIDENTS * 10 * minutes
+    assert count(database_url, "mattress_samples") == RESIDENTS * 10 * minutes
     # One bradycardia finding per resident, as without the fault: none lost, none twice.
     rows = query(
         database_url,
