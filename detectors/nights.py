@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -126,61 +127,86 @@ def step_night(
             summary = close_night(n, resident_id, s)
         if ts < n.idle_until_ms or not _open_night(n, ts, s, zone):
             return summary
-    if ts <= n.last_ts_ms:
-        return summary
-    dt = ts - n.last_ts_ms if n.last_ts_ms and ts - n.last_ts_ms <= GAP_MS else 1000
-    n.last_ts_ms = ts
-    n.samples += 1
-    if sample.occ == 1:
-        _in_bed(n, sample, dt, valid, s)
-    elif n.in_bed:
-        n.in_bed = False
-        n.out_since_ms = n.rise_ms = ts
-        n.still_since_ms = -1
+    add_samples(n, (sample,), (valid,), s)
     return summary
 
 
-def _in_bed(
-    n: NightState, sample: MattressSample, dt: int, valid: bool, s: DetectorSettings
+def add_samples(
+    n: NightState, samples: Sequence[MattressSample], valid: Sequence[bool], s: DetectorSettings
 ) -> None:
-    ts = sample.ts_ms
-    if not n.in_bed:
-        n.in_bed = True
-        if n.bedtime_ms < 0:
-            n.bedtime_ms = ts
-        if n.out_since_ms >= 0:
-            absence = ts - n.out_since_ms
-            if absence >= s.exit_count_min_s * 1000:
-                n.exits += 1
-                n.longest_absence_ms = max(n.longest_absence_ms, absence)
-            n.out_since_ms = -1
-    n.in_bed_ms += dt
-    n.in_bed_samples += 1
-    move = sample.move
-    if move >= s.restless_move_min:
-        n.restless_samples += 1
-    if n.onset_ms < 0:
-        if move >= s.immobile_move_min or n.still_since_ms < 0:
-            n.still_since_ms = ts
-        elif ts - n.still_since_ms >= s.sleep_onset_still_s * 1000:
-            n.onset_ms = n.still_since_ms
-    if not valid:
-        return
-    hr, rr = sample.hr, sample.rr
-    if hr:
-        if n.hr_n == 0:
-            n.hr_min = n.hr_max = hr
-        n.hr_n += 1
-        n.hr_sum += hr
-        n.hr_min = min(n.hr_min, hr)
-        n.hr_max = max(n.hr_max, hr)
-    if rr:
-        if n.rr_n == 0:
-            n.rr_min = n.rr_max = rr
-        n.rr_n += 1
-        n.rr_sum += rr
-        n.rr_min = min(n.rr_min, rr)
-        n.rr_max = max(n.rr_max, rr)
+    """Pad samples that fall in the open night (`valid`: each one's vital signs are readable)."""
+    restless, still_min = s.restless_move_min, s.immobile_move_min
+    onset_still_ms = s.sleep_onset_still_s * 1000
+    # The counters in locals for the loop (this runs for every sample of a night).
+    last, count, bed_ms, bed_samples, restless_samples = (
+        n.last_ts_ms,
+        n.samples,
+        n.in_bed_ms,
+        n.in_bed_samples,
+        n.restless_samples,
+    )
+    hr_n, hr_sum, hr_min, hr_max = n.hr_n, n.hr_sum, n.hr_min, n.hr_max
+    rr_n, rr_sum, rr_min, rr_max = n.rr_n, n.rr_sum, n.rr_min, n.rr_max
+    for sample, ok in zip(samples, valid, strict=True):
+        _, _, ts, hr, rr, move, occ, _, _ = sample
+        if ts <= last:
+            continue
+        dt = ts - last if last and ts - last <= GAP_MS else 1000
+        last = ts
+        count += 1
+        if occ != 1:
+            if n.in_bed:
+                _left_bed(n, ts)
+            continue
+        if not n.in_bed:
+            _back_in_bed(n, ts, s)
+        bed_ms += dt
+        bed_samples += 1
+        if move >= restless:
+            restless_samples += 1
+        if n.onset_ms < 0:
+            if move >= still_min or n.still_since_ms < 0:
+                n.still_since_ms = ts
+            elif ts - n.still_since_ms >= onset_still_ms:
+                n.onset_ms = n.still_since_ms
+        if not ok:
+            continue
+        if hr:
+            if hr_n == 0 or hr < hr_min:
+                hr_min = hr
+            if hr_n == 0 or hr > hr_max:
+                hr_max = hr
+            hr_n += 1
+            hr_sum += hr
+        if rr:
+            if rr_n == 0 or rr < rr_min:
+                rr_min = rr
+            if rr_n == 0 or rr > rr_max:
+                rr_max = rr
+            rr_n += 1
+            rr_sum += rr
+    n.last_ts_ms, n.samples, n.in_bed_ms, n.in_bed_samples = last, count, bed_ms, bed_samples
+    n.restless_samples = restless_samples
+    n.hr_n, n.hr_sum, n.hr_min, n.hr_max = hr_n, hr_sum, hr_min, hr_max
+    n.rr_n, n.rr_sum, n.rr_min, n.rr_max = rr_n, rr_sum, rr_min, rr_max
+
+
+def _left_bed(n: NightState, ts: int) -> None:
+    n.in_bed = False
+    n.out_since_ms = n.rise_ms = ts
+    n.still_since_ms = -1
+
+
+def _back_in_bed(n: NightState, ts: int, s: DetectorSettings) -> None:
+    n.in_bed = True
+    if n.bedtime_ms < 0:
+        n.bedtime_ms = ts
+    if n.out_since_ms >= 0:
+        absence = ts - n.out_since_ms
+        if absence >= s.exit_count_min_s * 1000:
+            n.exits += 1
+            n.longest_absence_ms = max(n.longest_absence_ms, absence)
+        n.out_since_ms = -1
 
 
 def _open_night(n: NightState, ts: int, s: DetectorSettings, zone: ZoneInfo) -> bool:

@@ -11,6 +11,8 @@ from detectors.settings import DetectorSettings
 from detectors.state import ExitState, MattressState, ResidentState
 from ingest.records import MattressSample, ResidentId
 
+IMMOBILE_GAP_TOLERANCE_MS = 300_000  # lost samples up to minutes do not undo hours of stillness
+
 
 def step_exit(
     r: ResidentState, m: MattressState, sample: MattressSample, s: DetectorSettings, zone: ZoneInfo
@@ -107,8 +109,9 @@ def step_immobile(m: MattressState, sample: MattressSample, s: DetectorSettings)
         score = NORMAL  # a movement, or leaving the bed, is the repositioning asked for
         m.immobile.drop_pending()  # at once: only lost samples are tolerated within a run
     window = s.immobile_window_s * 1000
-    # Lost samples up to a few minutes do not undo two hours of stillness.
-    decision = m.immobile.update(sample.ts_ms, score, float(sample.move), window, 300_000, 0)
+    decision = m.immobile.update(
+        sample.ts_ms, score, float(sample.move), window, IMMOBILE_GAP_TOLERANCE_MS, 0
+    )
     if decision == FIRE:
         rid = _rid(sample.resident_id)
         return [

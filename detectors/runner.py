@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from detectors import silence, snapshot
 from detectors.baseline import judge_night
 from detectors.events import battery, step_band_housekeeping, step_event
 from detectors.findings import Finding
-from detectors.nights import NightSummary, close_night, step_night
-from detectors.pauses import step_rr_pause, step_wave_pause
-from detectors.presence import step_exit, step_immobile
+from detectors.nights import NightSummary, close_night
+from detectors.pad import run_pad
+from detectors.pauses import step_wave_pause
 from detectors.settings import ResidentConfig
 from detectors.state import MattressState, ResidentState
-from detectors.vitals import mattress_valid, step_mattress, step_wristband
+from detectors.vitals import step_wristband
 from detectors.wavestream import append, restart, window
 from ingest.records import (
     DeviceEvent,
@@ -86,16 +86,35 @@ class DetectorRunner:
 
     def accept(self, records: Sequence[Record], received_at_ms: int) -> None:
         self._received_ms = received_at_ms
-        for record in records:
-            config = self._config_of(record)
-            if config is None:
-                continue
+        for config, run in self._runs(records):
             rid = config.resident_id
             state = self._states.get(rid)
             if state is None:
                 state = self._states[rid] = ResidentState()
-            for finding in self._dispatch(config, state, record, received_at_ms):
-                self._on_finding(finding)
+            self._run(config, state, run, received_at_ms)
+
+    def _runs(self, records: Sequence[Record]) -> Iterator[tuple[ResidentConfig, Sequence[Record]]]:
+        """The records in runs of one device, resident and type (a message is one run), each
+        with its resident's settings; records of unknown residents left out."""
+        n = len(records)
+        i = 0
+        while i < n:
+            first = records[i]
+            device, rid, kind = first.device_id, first.resident_id, type(first)
+            j = i + 1
+            while j < n:
+                record = records[j]
+                if (
+                    record.device_id != device
+                    or record.resident_id != rid
+                    or type(record) is not kind
+                ):
+                    break
+                j += 1
+            config = self._residents.get(rid) if rid is not None else None
+            if config is not None:
+                yield config, records if j - i == n else records[i:j]
+            i = j
 
     def accept_late(self, records: Sequence[Record], received_at_ms: int) -> None:
         for record in records:
@@ -128,9 +147,8 @@ class DetectorRunner:
         if config is None:
             return
         state = ResidentState()
-        for record in sorted(backlog.records, key=time_of):
-            for finding in self._late_dispatch(config, state, record):
-                self._on_finding(replace(finding, late=True))
+        for _, run in self._runs(sorted(backlog.records, key=time_of)):
+            self._late_run(config, state, run)
 
     def _config_of(self, record: Record) -> ResidentConfig | None:
         rid = record.resident_id
@@ -185,81 +203,94 @@ class DetectorRunner:
         self._states = {ResidentId(rid): st for rid, st in states.items()}
         log.info("detector state restored for %d residents", len(states))
 
-    def _dispatch(
-        self, config: ResidentConfig, r: ResidentState, record: Record, received_at_ms: int
-    ) -> list[Finding]:
-        rid = config.resident_id
-        live = r.liveness(record.device_id)
-        kind = type(record)
+    def _run(
+        self, config: ResidentConfig, r: ResidentState, run: Sequence[Record], received_at_ms: int
+    ) -> None:
+        """One run of records (one device, one type) in the live state."""
+        emit = self._on_finding
+        kind = type(run[0])
         if kind is DeviceStatus:
-            return self._status(config, r, record, received_at_ms)  # type: ignore[arg-type]
-        out = silence.heard(live, rid, record.device_id, received_at_ms) if live.silent else []
+            for status in run:
+                for finding in self._status(config, r, status, received_at_ms):  # type: ignore[arg-type]
+                    emit(finding)
+            return
+        device_id = run[0].device_id
+        live = r.liveness(device_id)
+        if live.silent:
+            for finding in silence.heard(live, config.resident_id, device_id, received_at_ms):
+                emit(finding)
         live.last_rx_ms = max(live.last_rx_ms, received_at_ms)
         if kind is MattressSample:
-            out += self._mattress(config, r, record)  # type: ignore[arg-type]
-        elif kind is WaveBlock:
-            out += self._wave(config, r, record)  # type: ignore[arg-type]
-        elif kind is WristbandSample:
-            out += self._band(config, r, record)  # type: ignore[arg-type]
-        elif kind is DeviceEvent:
-            assert isinstance(record, DeviceEvent)
-            out += step_event(r, r.band(record.device_id), record, config.settings)
-        return out
+            m = self._pad(r, device_id, run)  # type: ignore[arg-type]
+            if m is not None:
+                run_pad(
+                    r,
+                    m,
+                    run,  # type: ignore[arg-type]
+                    config,
+                    emit=emit,
+                    behind=self._behind,
+                    night_closed=self._night_closed,
+                )
+            return
+        for record in run:
+            if kind is WaveBlock:
+                out = self._wave(config, r, record)  # type: ignore[arg-type]
+            elif kind is WristbandSample:
+                out = self._band(config, r, record)  # type: ignore[arg-type]
+            elif kind is DeviceEvent:
+                assert isinstance(record, DeviceEvent)
+                out = step_event(r, r.band(record.device_id), record, config.settings)
+            else:
+                out = []
+            for finding in out:
+                emit(finding)
 
-    def _behind(self, config: ResidentConfig, sample: Record) -> None:
+    def _late_run(self, config: ResidentConfig, r: ResidentState, run: Sequence[Record]) -> None:
+        """One run of late records in a late analysis' own state: findings marked late.
+
+        Status and events are not late data: liveness is about now, and events have their
+        own identity check in ingest. Battery and strap housekeeping speak of the device now."""
+
+        def emit(finding: Finding) -> None:
+            self._on_finding(replace(finding, late=True))
+
+        kind = type(run[0])
+        if kind is MattressSample:
+            m = self._pad(r, run[0].device_id, run)  # type: ignore[arg-type]
+            if m is not None:
+                run_pad(r, m, run, config, emit=emit, behind=None, night_closed=None)  # type: ignore[arg-type]
+            return
+        for record in run:
+            if kind is WaveBlock:
+                out = self._wave(config, r, record)  # type: ignore[arg-type]
+            elif kind is WristbandSample:
+                out = self._band(config, r, record, live=False)  # type: ignore[arg-type]
+            else:
+                out = []
+            for finding in out:
+                emit(finding)
+
+    @staticmethod
+    def _pad(
+        r: ResidentState, device_id: DeviceId, run: Sequence[MattressSample]
+    ) -> MattressState | None:
+        """The pad's state; created at its first sample of its own (not at derived ones)."""
+        m = r.mattresses.get(device_id)
+        if m is None and any(sample.source is SampleSource.DEVICE for sample in run):
+            m = r.mattress(device_id)
+        return m
+
+    def _behind(self, sample: Record) -> None:
         """A sample not after the last of its device in the live state: ingest hands on each
         device's records in order within a run, so this is data older than the state restored
         after a restart. Late data, not lost data."""
-        self._hold_late(config.resident_id, sample, self._received_ms)
+        assert sample.resident_id is not None
+        self._hold_late(sample.resident_id, sample, self._received_ms)
 
-    def _late_dispatch(
-        self, config: ResidentConfig, r: ResidentState, record: Record
-    ) -> list[Finding]:
-        # Status and events are not late data: liveness is about now, and events have their
-        # own identity check in ingest. Battery and strap housekeeping speak of the device now.
-        kind = type(record)
-        if kind is MattressSample:
-            return self._mattress(config, r, record, live=False)  # type: ignore[arg-type]
-        if kind is WaveBlock:
-            return self._wave(config, r, record)  # type: ignore[arg-type]
-        if kind is WristbandSample:
-            return self._band(config, r, record, live=False)  # type: ignore[arg-type]
-        return []
-
-    def _mattress(
-        self,
-        config: ResidentConfig,
-        r: ResidentState,
-        sample: MattressSample,
-        *,
-        live: bool = True,
-    ) -> list[Finding]:
-        """`live`: the live state (else a late analysis: no night, nothing held back)."""
-        if sample.source is not SampleSource.DEVICE:
-            return []  # our own derived samples, handed back: not evidence twice
-        m = r.mattress(sample.device_id)
-        if sample.ts_ms <= m.last_ts_ms:
-            if live:
-                self._behind(config, sample)
-            return []
-        m.last_ts_ms = sample.ts_ms
-        m.occ = sample.occ
-        r.in_bed = sample.occ == 1
-        s = config.settings
-        if mattress_valid(sample, s):
-            m.beating = bool(sample.hr)
-        out = step_mattress(r, m, sample, s)
-        out += step_rr_pause(r, m, sample, s)
-        out += step_exit(r, m, sample, s, config.zone)
-        out += step_immobile(m, sample, s)
-        if not live:
-            return out
-        summary = step_night(
-            r.night, config.resident_id, sample, mattress_valid(sample, s), s, config.zone
-        )
-        if summary is not None:
-            out += self._judge(summary, r, sample.ts_ms, config)
-        return out
+    def _night_closed(self, summary: NightSummary, at_ms: int) -> list[Finding]:
+        rid = summary.resident_id
+        return self._judge(summary, self._states[rid], at_ms, self._residents[rid])
 
     def _band(
         self,
@@ -273,13 +304,12 @@ class DetectorRunner:
         b = r.band(sample.device_id)
         if sample.ts_ms <= b.last_ts_ms:
             if live:
-                self._behind(config, sample)
+                self._behind(sample)
             return []
         b.last_ts_ms = sample.ts_ms
         # With a pad, the band's heart rate counts in bed only, as docs/design.md asks; with every
         # pad silent or offline, nothing says where the resident is and the band is the only eye.
-        pads = [d for d, kind in config.devices.items() if kind is DeviceKind.MATTRESS]
-        pads_dark = all(r.liveness(d).silent for d in pads)
+        pads_dark = all(r.liveness(d).silent for d in config.pads)
         in_bed = r.in_bed or pads_dark
         out = step_wristband(r, b, sample, config.settings, in_bed=in_bed)
         if live:

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ingest.records import DeviceId, DeviceKind, ResidentId
@@ -152,6 +153,41 @@ DEFAULT_SETTINGS = DetectorSettings()
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """The settings a pad sample is compared with, in the units it carries (ms, counts)."""
+
+    sq_min: int
+    artefact_move_min: int
+    immobile_move_min: int
+    restless_move_min: int
+    gap_tolerance_ms: float
+    hr_low: float
+    hr_elevated: float
+    rr_low: float
+    rr_elevated: float
+    immobile_window_ms: float
+    sleep_onset_still_ms: float
+
+
+@lru_cache(maxsize=64)
+def limits(s: DetectorSettings) -> Limits:
+    """Shared by every resident with equal settings (most have the defaults)."""
+    return Limits(
+        sq_min=s.sq_min,
+        artefact_move_min=s.artefact_move_min,
+        immobile_move_min=s.immobile_move_min,
+        restless_move_min=s.restless_move_min,
+        gap_tolerance_ms=s.gap_tolerance_s * 1000,
+        hr_low=s.hr_low_bpm,
+        hr_elevated=s.hr_elevated_bpm,
+        rr_low=s.rr_low_per_min,
+        rr_elevated=s.rr_elevated_per_min,
+        immobile_window_ms=s.immobile_window_s * 1000,
+        sleep_onset_still_ms=s.sleep_onset_still_s * 1000,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ResidentConfig:
     """Who is watched, where (for the local night window), with which devices and settings."""
 
@@ -160,7 +196,10 @@ class ResidentConfig:
     devices: Mapping[DeviceId, DeviceKind]
     settings: DetectorSettings = field(default_factory=DetectorSettings)
 
-    zone: ZoneInfo = field(init=False, repr=False, compare=False)  # of `timezone`, looked up once
+    # Derived once, here, rather than for every sample.
+    zone: ZoneInfo = field(init=False, repr=False, compare=False)  # of `timezone`
+    limits: Limits = field(init=False, repr=False, compare=False)  # of `settings`
+    pads: tuple[DeviceId, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -169,6 +208,9 @@ class ResidentConfig:
             raise ValueError(
                 f"resident {self.resident_id}: unknown timezone {self.timezone!r}"
             ) from exc
+        object.__setattr__(self, "limits", limits(self.settings))
+        pads = tuple(d for d, kind in self.devices.items() if kind is DeviceKind.MATTRESS)
+        object.__setattr__(self, "pads", pads)
 
     def has_kind(self, kind: DeviceKind) -> bool:
         return kind in self.devices.values()

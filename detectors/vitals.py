@@ -19,23 +19,29 @@ def mattress_valid(sample: MattressSample, s: DetectorSettings) -> bool:
     return sample.occ == 1 and sample.sq >= s.sq_min and sample.move < s.artefact_move_min
 
 
-def step_mattress(
+def absent_score(sample: MattressSample, s: DetectorSettings) -> int | None:
+    """vitals_absent's score: ON with no heartbeat or breathing, UNKNOWN when unreadable."""
+    if not mattress_valid(sample, s):
+        return UNKNOWN
+    hr, rr = sample.hr, sample.rr
+    if hr is None or hr == 0 or rr == 0:
+        return ON
+    return NORMAL if rr is not None else BAND
+
+
+def step_absent(
     r: ResidentState, m: MattressState, sample: MattressSample, s: DetectorSettings
 ) -> list[Finding]:
-    """One pad sample through vitals_absent, heart_rate and breathing_rate."""
-    ts = sample.ts_ms
-    hr = sample.hr
-    rr = sample.rr
+    """One pad sample through vitals_absent."""
     out: list[Finding] = []
-    absent_score: int | None
-    if mattress_valid(sample, s):
-        absent = hr is None or hr == 0 or rr == 0
-        absent_score = ON if absent else (NORMAL if rr is not None else BAND)
-    else:
-        absent_score = UNKNOWN
     window = s.vitals_absent_window_s * 1000 - SAMPLE_PERIOD_MS
     decision = m.absent.update(
-        ts, absent_score, NAN, window, s.gap_tolerance_s * 1000, s.clear_after_s * 1000
+        sample.ts_ms,
+        absent_score(sample, s),
+        NAN,
+        window,
+        s.gap_tolerance_s * 1000,
+        s.clear_after_s * 1000,
     )
     if decision:
         _decide(
@@ -48,40 +54,43 @@ def step_mattress(
             sample,
             window + SAMPLE_PERIOD_MS,
             r,
-            hr=hr,
-            rr=rr,
+            hr=sample.hr,
+            rr=sample.rr,
         )
-    if absent_score is UNKNOWN or absent_score == ON:
-        hr_value = rr_value = None  # rates of an absent or unreadable body are not rates
-    else:
-        hr_value, rr_value = hr, (rr if rr else None)
-    tolerance = s.gap_tolerance_s * 1000
+    return out
+
+
+def pad_rates(sample: MattressSample, s: DetectorSettings) -> tuple[float | None, float | None]:
+    """The heart and breathing rates a pad sample gives: none of an absent or unreadable body."""
+    score = absent_score(sample, s)
+    if score is UNKNOWN or score == ON:
+        return None, None
+    return sample.hr, (sample.rr if sample.rr else None)
+
+
+def step_pad_rate(
+    r: ResidentState,
+    m: MattressState,
+    sample: MattressSample,
+    value: float | None,
+    s: DetectorSettings,
+    *,
+    heart: bool,
+) -> list[Finding]:
+    """One pad sample's heart rate (`heart`) or breathing rate through both NEWS2 levels."""
+    out: list[Finding] = []
     _rates(
         out,
         r,
-        m.hr_high,
-        m.hr_elevated,
+        m.hr_high if heart else m.rr_high,
+        m.hr_elevated if heart else m.rr_elevated,
         sample.device_id,
         sample.resident_id,
-        ts,
-        hr_value,
-        tolerance,
+        sample.ts_ms,
+        value,
+        s.gap_tolerance_s * 1000,
         s,
-        heart=True,
-        period=SAMPLE_PERIOD_MS,
-    )
-    _rates(
-        out,
-        r,
-        m.rr_high,
-        m.rr_elevated,
-        sample.device_id,
-        sample.resident_id,
-        ts,
-        rr_value,
-        tolerance,
-        s,
-        heart=False,
+        heart=heart,
         period=SAMPLE_PERIOD_MS,
     )
     return out
