@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -259,63 +260,113 @@ def private_postgres(*, ssl_files: tuple[Path, Path] | None = None) -> Iterator[
         server.close()
 
 
-NATS_CONF = """\
-listen: "127.0.0.1:{port}"
-http: "127.0.0.1:{monitor_port}"
-server_name: "bedwatch-test-{port}"
-jetstream {{
-  store_dir: "{dir}/jetstream"
-  max_memory_store: 64MB
-  max_file_store: 256MB
-}}
-tls {{
-  ca_file: "{ca}"
-  cert_file: "{cert}"
-  key_file: "{key}"
-  verify: true
-  timeout: 2
-}}
-authorization {{
-  users: {users}
-}}
-"""
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class NatsServer:
-    """A private nats-server (Debian's 2.9) with JetStream on free ports, as across machines:
-    TLS only, a client certificate of `ca` required, and a user name and password."""
+    """A private nats-server (Debian's 2.9) with JetStream on free ports; never the machine's own
+    instance on 4222 (tests stop and kill these). Its JetStream store is kept in `directory`, so
+    a restarted server comes back with its data.
 
-    def __init__(self, directory: Path, ca: PrivateCA, users: Mapping[str, str]) -> None:
-        self.port = free_port()
-        self.monitor_port = free_port()
+    `ca`: as across machines, TLS only, with a certificate of that CA required of every client;
+    `users`: a user name and password required too. `mqtt`: an MQTT listener as well
+    (`mqtt_port`). `routes`: the cluster ports of the other nodes of a cluster (`nats_servers`
+    in tests/nats.py sets them)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        ca: PrivateCA | None = None,
+        users: Mapping[str, str] | None = None,
+        *,
+        name: str = "n1",
+        mqtt: bool = False,
+    ) -> None:
+        self.name = name
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        cert, key = ca.server(f"nats-{self.port}")
-        logins = [{"user": user, "password": password} for user, password in users.items()]
-        self.conf = directory / "nats.conf"
-        text = NATS_CONF.format(
-            port=self.port, monitor_port=self.monitor_port, dir=directory, ca=ca.cert,
-            cert=cert, key=key, users=json.dumps(logins),
-        )  # fmt: skip
-        self.conf.write_text(text)
+        self.port = free_port()
+        self.monitor_port = free_port()
+        self.cluster_port = free_port()
+        self.mqtt_port = free_port() if mqtt else None
+        self.routes: list[int] = []
+        self.ca = ca
+        self._tls = ""
+        if ca is not None:
+            cert, key = ca.server(f"nats-{self.port}")
+            self._tls = (
+                f'tls {{ ca_file: "{ca.cert}", cert_file: "{cert}", key_file: "{key}",'
+                " verify: true, timeout: 2 }\n"
+            )
+        self._users = ""
+        if users:
+            logins = [{"user": user, "password": password} for user, password in users.items()]
+            self._users = f"authorization {{ users: {json.dumps(logins)} }}\n"
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"tls://127.0.0.1:{self.port}"
+        return f"{'tls' if self.ca is not None else 'nats'}://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        binary = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    def config(self) -> str:
+        text = (
+            (
+                f"server_name: {self.name}\n"
+                f"listen: 127.0.0.1:{self.port}\n"
+                f"http: 127.0.0.1:{self.monitor_port}\n"
+                f'jetstream {{ store_dir: "{self.directory / "js"}", max_memory_store: 64MB,'
+                " max_file_store: 1GB }\n"
+            )
+            + self._tls
+            + self._users
+        )
+        if self.routes:
+            # Routes stay plain: every node of a test's cluster is on this machine's loopback.
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+            text += (
+                f"cluster {{ name: bw, listen: 127.0.0.1:{self.cluster_port},"
+                f" routes: [{routes}] }}\n"
+            )
+        if self.mqtt_port is not None:
+            text += f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+        return text
+
+    def start(self, *, healthy: bool = True) -> None:
+        """Started; with `healthy`, once JetStream is ready (a node of a cluster is not until
+        the cluster has a meta leader: start them all, then `wait_healthy` each)."""
+        conf = self.directory / "nats.conf"
+        conf.write_text(self.config())
         with (self.directory / "nats.log").open("ab") as log:
-            self._proc = subprocess.Popen([binary, "-c", str(self.conf)], stdout=log, stderr=log)
-        # /healthz answers 200 once JetStream is ready, not merely once the port is open.
-        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"), 10)
+            self._proc = subprocess.Popen([NATS_SERVER, "-c", str(conf)], stdout=log, stderr=log)
+        wait_for_port(self.port)
+        if healthy:
+            self.wait_healthy()
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        # /healthz answers 200 once JetStream is ready, not merely once the port is open.
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{self.monitor_port}/healthz"), timeout_s)
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (SIGKILL with `kill`), and wait for the end."""
+        if self._proc is None:
+            return
+        self._proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
             self._proc.wait(timeout=10)
-            self._proc = None
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def monitor(self, path: str) -> Any:
+        """A monitoring endpoint's JSON (`connz`, `jsz`, ...)."""
+        url = f"http://127.0.0.1:{self.monitor_port}/{path}"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return json.loads(answer.read())
 
 
 def healthy(addr: str) -> bool:
