@@ -68,9 +68,10 @@ def _until_signalled(stop: Callable[[], object]) -> None:
 
 
 def run_bridge(args: argparse.Namespace) -> int:
-    from bedwatch.cluster.bridge import Bridge, BridgeSettings
+    from bedwatch.cluster.bridge import Bridge, BridgeSettings, unless_stopped
     from bedwatch.cluster.metrics import serve_metrics
-    from ingest.db import connect
+    from bedwatch.cluster.settings import shown
+    from ingest.db import connect, redact
     from ingest.registry import load_devices, registry_version
 
     settings = _settings(args)
@@ -87,8 +88,15 @@ def run_bridge(args: argparse.Namespace) -> int:
         stopped = asyncio.Event()
         _until_signalled(stopped.set)
         serve_metrics(settings.cluster.metrics_addr, bridge_stats=bridge.stats)
-        await bridge.start()
-        log.info("bridge: %s -> %s", settings.mqtt.url, shared.nats_url)
+
+        async def begin() -> bool:
+            await bridge.start()
+            return True
+
+        if not await unless_stopped(begin(), stopped):
+            log.info("bridge stopped before NATS answered")
+            return
+        log.info("bridge: %s -> %s", redact(settings.mqtt.url), shown(shared.nats_url))
         while not stopped.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), shared.registry_every_s)

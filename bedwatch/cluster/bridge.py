@@ -28,8 +28,9 @@ import hashlib
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client as Nats
@@ -37,13 +38,14 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from bedwatch.cluster.partitions import partition_of
-from bedwatch.cluster.settings import ClusterSettings
+from bedwatch.cluster.settings import ClusterSettings, shown, urls_of
 from ingest.mqtt import MqttSession
 from ingest.protocol import DEVICE_ID
 from ingest.records import Channel, DeviceId, ResidentId
 from ingest.settings import MqttSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STREAM = "BW_IN"
 ROOT = "bw"
@@ -280,21 +282,22 @@ async def ensure_stream(js: JetStreamContext, settings: BridgeSettings) -> None:
 
 async def connect_nats(settings: BridgeSettings, name: str) -> Nats:
     """A NATS connection that keeps reconnecting, and says so once per outage, not per try."""
-    said: list[str] = []
-    url = settings.nats_url
+    said: set[str] = set()
+    url = shown(settings.nats_url)
 
     async def on_error(exc: Exception) -> None:
+        # Each error once per outage: a refused TLS handshake comes as two errors in turn.
         text = f"NATS at {url}: {exc!r}"
-        if not said or said[-1] != text:
+        if text not in said:
             log.warning("%s", text)
-            said.append(text)
+            said.add(text)
 
     async def on_reconnect() -> None:
         log.info("NATS at %s: connected again", url)
         said.clear()
 
     return await nats.connect(
-        [u.strip() for u in url.split(",") if u.strip()],
+        urls_of(settings.nats_url),
         name=name,
         tls=settings.tls,
         user_credentials=settings.creds_file or None,
@@ -303,6 +306,23 @@ async def connect_nats(settings: BridgeSettings, name: str) -> Nats:
         error_cb=on_error,
         reconnected_cb=on_reconnect,
     )
+
+
+async def unless_stopped(step: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """`step`'s result, or None once `stop` is set first (then `step` is cancelled): connecting
+    to NATS tries for ever, and a SIGTERM must not wait for it."""
+    doing = asyncio.ensure_future(step)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if doing.done():
+        return doing.result()
+    doing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await doing
+    return None
 
 
 async def close_quietly(nc: Nats) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ingest.db import redact
 from ingest.settings import SettingsError, in_range
 
 
@@ -45,7 +46,7 @@ class ClusterSettings:
 
     @property
     def urls(self) -> list[str]:
-        return [u.strip() for u in self.nats_url.split(",") if u.strip()]
+        return urls_of(self.nats_url)
 
     def tls(self) -> ssl.SSLContext | None:
         """The context for NATS over TLS with our CA and certificate; None for plain or the
@@ -56,3 +57,14 @@ class ClusterSettings:
         if self.cert_file:
             context.load_cert_chain(self.cert_file, self.key_file)
         return context
+
+
+def urls_of(nats_url: str) -> list[str]:
+    """The servers of a comma-separated list."""
+    return [u.strip() for u in nats_url.split(",") if u.strip()]
+
+
+def shown(nats_url: str) -> str:
+    """The servers for logs and messages: a password in a URL (nats://user:password@host)
+    replaced."""
+    return ",".join(redact(u) for u in urls_of(nats_url))

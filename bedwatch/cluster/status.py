@@ -13,7 +13,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from bedwatch.cluster import leases
 from bedwatch.cluster.bridge import ROOT, BridgeSettings, close_quietly, connect_nats
-from bedwatch.cluster.settings import ClusterSettings
+from bedwatch.cluster.settings import ClusterSettings, shown
 
 LAG_TIMEOUT_S = 10.0
 
@@ -47,7 +47,7 @@ async def gather(database_url: str, cluster: ClusterSettings) -> Report:
         async with asyncio.timeout(LAG_TIMEOUT_S):
             report.lag = await stream_lag(BridgeSettings.of(cluster), partitions)
     except Exception as exc:
-        report.lag_error = f"lag unknown: NATS at {cluster.nats_url}: {exc!r}"
+        report.lag_error = f"lag unknown: NATS at {shown(cluster.nats_url)}: {exc!r}"
     return report
 
 

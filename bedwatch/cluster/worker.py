@@ -42,6 +42,7 @@ from bedwatch.cluster.bridge import (
     close_quietly,
     connect_nats,
     ensure_stream,
+    unless_stopped,
 )
 from bedwatch.cluster.leases import Fenced, Lease
 from bedwatch.cluster.partitions import PARTITIONS, owner_of, partition_of
@@ -181,7 +182,10 @@ class Worker:
         """Until stop(): then every partition is checkpointed and released for the others.
         Cancelled (or failing), it ends everything it started and leaves its leases to run out,
         as a worker that dies does."""
-        nc = await connect_nats(self._bridge, f"worker-{self.id}")
+        nc = await unless_stopped(connect_nats(self._bridge, f"worker-{self.id}"), self._stop)
+        if nc is None:
+            log.info("worker %s stopped before NATS answered", self.id)
+            return
         self._js = nc.jetstream()
         background: list[asyncio.Task[None]] = []
         conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
