@@ -36,6 +36,7 @@ def broker_url() -> str:
 # longer groups on pytest 9.2: it rewrites node ids, which pytest now ignores.)
 TOGETHER = (
     "tests/test_drills.py",
+    "tests/bedwatch/test_cluster_drills.py",
     "tests/simulators/test_contract.py",
     "tests/simulators/test_night.py",
     "tests/console/test_browser.py",

@@ -1,5 +1,7 @@
 """The scale-out roles as processes: `bedwatch bridge`, two `bedwatch worker`s and
-`bedwatch cluster status`, with a worker killed (SIGKILL) while devices publish."""
+`bedwatch cluster status`, with a worker killed (SIGKILL) while devices publish; NATS as across
+machines (TLS with a private CA, client certificates, users and passwords), and a worker with a
+certificate of another CA refused."""
 
 from __future__ import annotations
 
@@ -21,11 +23,13 @@ from bedwatch.migrate import migrate
 from bedwatch.site import parse_site
 from ingest.registry import store_site
 from tests.alerts.receivers import HttpReceiver
+from tests.cluster_drills import end
 from tests.nats import nats_servers
-from tests.support import Mosquitto, free_port, query, settings_for, wait_until
+from tests.support import Mosquitto, PrivateCA, free_port, query, settings_for, wait_until
 
 PREFIX = "bedwatch/v1"
 RESIDENTS = 12
+PASSWORD = "natsSecret7"
 
 
 def site(hook: str = "json://127.0.0.1:9/none") -> str:
@@ -86,37 +90,43 @@ def stream_as_devices(port: int, kill_midway: subprocess.Popen[bytes]) -> int:
     return sent
 
 
-def end(processes: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM to those still running, a kill for any that does not end within 20 s."""
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def refused(tmp_path: Path, database_url: str, worker: str) -> None:
+    """The worker with another CA's certificate: refused at the TLS handshake, said once (not
+    once a try), its password never shown; it never joined."""
+    said = (tmp_path / f"{worker}.log").read_text(errors="replace")
+    assert "BAD_CERTIFICATE" in said, said[-2000:]
+    assert said.count("BAD_CERTIFICATE") == 1, said[-2000:]
+    assert PASSWORD not in said
+    assert "TLS handshake error" in (tmp_path / "nats" / "n1" / "nats.log").read_text()
+    found = query(database_url, "SELECT count(*) FROM cluster_workers WHERE id = %s", worker)
+    assert found == [(0,)]
 
 
 def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
     database_url: str, tmp_path: Path, http: HttpReceiver
 ) -> None:
-    """Bridge, two workers and the alert engine as processes; a worker SIGKILLed mid-stream:
-    every sample stored once, the SOS paged once, the survivor owning every partition."""
+    """Bridge, two workers and the alert engine as processes, on NATS over TLS with passwords;
+    a worker SIGKILLed mid-stream: every sample stored once, the SOS paged once, the survivor
+    owning every partition. A worker with another CA's certificate never gets in."""
     migrate(settings_for(database_url, "mqtt://127.0.0.1:1", PREFIX))
     with psycopg.connect(database_url) as conn, conn.transaction():
         store_site(conn, parse_site(site(http.url("ok", "zhang"))))
+    ca, other = PrivateCA.make(tmp_path / "ca"), PrivateCA.make(tmp_path / "other", "Other CA")
+    ca.clients("bedwatch")
+    other.clients("bedwatch")
     broker = Mosquitto(tmp_path / "mqtt")
     broker.start()
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        with nats_servers(tmp_path / "nats") as [nats]:
+        with nats_servers(tmp_path / "nats", ca=ca, users={"bedwatch": PASSWORD}) as [nats]:
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "BEDWATCH_DATABASE_URL": database_url,
                 "BEDWATCH_MQTT_URL": broker.url,
-                "BEDWATCH_NATS_URL": nats.url,
+                "BEDWATCH_NATS_URL": nats.url.replace("tls://", f"tls://bedwatch:{PASSWORD}@"),
+                "BEDWATCH_CLUSTER__CA_FILE": str(ca.cert),
+                "BEDWATCH_CLUSTER__CERT_FILE": str(ca.directory / "bedwatch.crt"),
+                "BEDWATCH_CLUSTER__KEY_FILE": str(ca.directory / "bedwatch.key"),
                 # Short, for a quick take-over; long enough for a worker starved of CPU by the
                 # tests beside it to renew in time.
                 "BEDWATCH_CLUSTER__LEASE_TTL_S": "5",
@@ -128,6 +138,11 @@ def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
             a = role(env, "-v", "worker", "--id", "w-a", log=tmp_path / "w-a.log")
             b = role(env, "-v", "worker", "--id", "w-b", log=tmp_path / "w-b.log")
             processes += [a, b, role(env, "-v", "engine", log=tmp_path / "engine.log")]
+            stranger = env | {
+                "BEDWATCH_CLUSTER__CERT_FILE": str(other.directory / "bedwatch.crt"),
+                "BEDWATCH_CLUSTER__KEY_FILE": str(other.directory / "bedwatch.key"),
+            }
+            processes.append(role(stranger, "worker", "--id", "w-x", log=tmp_path / "w-x.log"))
 
             def owners() -> dict[str, int]:
                 rows = query(
@@ -160,6 +175,7 @@ def test_a_killed_worker_loses_nothing_and_status_shows_the_cluster(
     finally:
         end(processes)
         broker.stop()
+    refused(tmp_path, database_url, "w-x")
     assert status.returncode == 0, status.stderr
     assert "w-a" in status.stdout
     assert "partitions: 256 known" in status.stdout
