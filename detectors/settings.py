@@ -118,7 +118,21 @@ def parse_detector_settings(mapping: Mapping[str, object]) -> DetectorSettings:
         if key not in _FIELDS:
             raise ValueError(f"unknown detector setting {key!r}; known: {', '.join(_FIELDS)}")
         values[key] = _convert(key, value, type(_FIELDS[key].default))
-    return DetectorSettings(**values)  # type: ignore[arg-type]
+    return _interned(DetectorSettings(**values))  # type: ignore[arg-type]
+
+
+_INTERNED: dict[DetectorSettings, DetectorSettings] = {}
+_INTERNED_MAX = 1024
+
+
+def _interned(s: DetectorSettings) -> DetectorSettings:
+    """One object for equal settings: most residents have the defaults, or a site's own."""
+    same = _INTERNED.get(s)
+    if same is not None:
+        return same
+    if len(_INTERNED) < _INTERNED_MAX:
+        _INTERNED[s] = s
+    return s
 
 
 def _convert(key: str, value: object, kind: type) -> object:
@@ -194,7 +208,7 @@ class ResidentConfig:
     resident_id: ResidentId
     timezone: str
     devices: Mapping[DeviceId, DeviceKind]
-    settings: DetectorSettings = field(default_factory=DetectorSettings)
+    settings: DetectorSettings = DEFAULT_SETTINGS  # frozen: shared, not copied
 
     # Derived once, here, rather than for every sample.
     zone: ZoneInfo = field(init=False, repr=False, compare=False)  # of `timezone`

@@ -241,7 +241,7 @@ def heart_rate(x: FloatArray, fs: float, mask: npt.NDArray[np.bool_]) -> tuple[f
     best = float(ac[peaks].max())
     # The first peak nearly as high as the best: a multiple of the period is also periodic.
     k = int(peaks[np.argmax(ac[peaks] >= 0.7 * best)])
-    quality = int(np.clip(round(100 * best), 0, 100))
+    quality = min(100, max(0, round(100 * best)))
     if best < 0.2:
         return None, quality
     a, b, c = ac[k - 1], ac[k], ac[k + 1]

@@ -9,10 +9,9 @@ import numpy.typing as npt
 
 from detectors.wave import WaveEstimate, analyze, decimation, downsample
 
-WINDOW_S = 30.0  # analysis window
+WINDOW_S = 30.0  # analysis window, and all of the signal that is kept
 STEP_S = 10.0  # one derived sample and one breath update per step
 MIN_WINDOW_S = 20.0
-BUFFER_S = 2 * WINDOW_S  # room to append before the buffer is compacted
 
 
 @dataclass(slots=True)
@@ -34,63 +33,75 @@ class WaveState:
     n: int = field(default=0, metadata={"snapshot": False})
     buf: npt.NDArray[np.float32] | None = field(default=None, metadata={"snapshot": False})
     bcg: npt.NDArray[np.float32] | None = field(default=None, metadata={"snapshot": False})
-    carry: list[float] = field(default_factory=list, metadata={"snapshot": False})
-    carry_bcg: list[float] = field(default_factory=list, metadata={"snapshot": False})
+    # Input samples short of a whole decimation group, waiting for the next block.
+    carry: tuple[float, ...] = field(default=(), metadata={"snapshot": False})
+    carry_bcg: tuple[float, ...] = field(default=(), metadata={"snapshot": False})
 
 
 def restart(w: WaveState, fs_in: float, channel: str, t0_ms: float) -> None:
     """Begin a fresh buffer (first block, a gap, or a new rate): nothing known about breaths."""
-    fs = fs_in / decimation(fs_in)
-    size = int(BUFFER_S * fs) + 1
+    size = _window_size(fs_in)
     w.fs_in, w.channel = fs_in, channel
     w.buf = np.zeros(size, dtype=np.float32)
     w.bcg = np.zeros(size, dtype=np.float32) if channel == "resp" else None
     w.n = 0
-    w.carry, w.carry_bcg = [], []
+    w.carry = w.carry_bcg = ()
     w.end_ms = t0_ms
     w.last_step_ms = t0_ms
     w.last_breath_ms = -1
     w.next_t0_ms = t0_ms
 
 
+def _window_size(fs_in: float) -> int:
+    """Samples in one analysis window at the analysis rate (the buffer's size)."""
+    return int(WINDOW_S * (fs_in / decimation(fs_in)))
+
+
 def append(w: WaveState, samples: tuple[int, ...], bcg: tuple[int, ...] | None) -> None:
-    """Add one block (already known to continue the stream) at the analysis rate."""
+    """Add one block (already known to continue the stream) at the analysis rate.
+
+    The buffer holds the last window and no more: a block that does not fit shifts out the
+    oldest samples (a block longer than the window leaves its own end)."""
     assert w.buf is not None
     q = decimation(w.fs_in)
     w.next_t0_ms += len(samples) * 1000.0 / w.fs_in
-    x = _with_carry(w.carry, samples, q)
-    y = _with_carry(w.carry_bcg, bcg, q) if w.bcg is not None and bcg is not None else None
-    k = len(x)
-    if w.n + k > len(w.buf):
-        # Compact to the last window, so appends stay amortised O(1).
-        keep = min(w.n, int(WINDOW_S * w.fs_in / q))
-        w.buf[:keep] = w.buf[w.n - keep : w.n]
-        if w.bcg is not None:
-            w.bcg[:keep] = w.bcg[w.n - keep : w.n]
-        w.n = keep
-        if k > len(w.buf) - keep:  # a block longer than the protocol allows: keep its end
-            x, y, k = (
-                x[-(len(w.buf) - keep) :],
-                None if y is None else y[-(len(w.buf) - keep) :],
-                len(w.buf) - keep,
-            )
-    w.buf[w.n : w.n + k] = x
+    x, w.carry = _with_carry(w.carry, samples, q)
+    y = None
+    if w.bcg is not None and bcg is not None:
+        y, w.carry_bcg = _with_carry(w.carry_bcg, bcg, q)
+    _shift_in(w.buf, w.n, x)
     if w.bcg is not None:
-        w.bcg[w.n : w.n + k] = y[:k] if y is not None and len(y) >= k else 0.0
-    w.n += k
+        k = len(x)
+        # A block without a whole bcg of its own length has none.
+        _shift_in(w.bcg, w.n, y[:k] if y is not None and len(y) >= k else np.zeros(k))
+    w.n = min(len(w.buf), w.n + len(x))
     w.end_ms = w.next_t0_ms - len(w.carry) * 1000.0 / w.fs_in
 
 
-def _with_carry(carry: list[float], samples: tuple[int, ...], q: int) -> npt.NDArray[np.float64]:
-    """Samples averaged by `q`; the incomplete last group waits in `carry` for the next block."""
+def _shift_in(buf: npt.NDArray[np.float32], n: int, x: npt.NDArray[np.float64]) -> None:
+    """Append `x` to the first `n` samples of `buf`, shifting out the oldest where it is full."""
+    size, k = len(buf), len(x)
+    if k >= size:
+        buf[:] = x[k - size :]
+        return
+    if n + k > size:
+        keep = size - k
+        buf[:keep] = buf[n - keep : n]
+        n = keep
+    buf[n : n + k] = x
+
+
+def _with_carry(
+    carry: tuple[float, ...], samples: tuple[int, ...], q: int
+) -> tuple[npt.NDArray[np.float64], tuple[float, ...]]:
+    """Samples averaged by `q`, and the incomplete last group, which waits for the next block."""
     x = np.asarray(samples, dtype=np.float64)
     if q == 1:
-        return x
+        return x, ()
     if carry:
         x = np.concatenate((np.asarray(carry), x))
     used = len(x) // q * q
-    carry[:] = x[used:].tolist()
-    return downsample(x[:used], q)
+    return downsample(x[:used], q), tuple(x[used:].tolist())
 
 
 def window(w: WaveState) -> WaveEstimate | None:
