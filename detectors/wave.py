@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
@@ -12,19 +13,49 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-def find_peaks(x: FloatArray, **how: Any) -> tuple[npt.NDArray[np.intp], dict[str, Any]]:
-    """`scipy.signal.find_peaks`, imported when first needed: scipy.signal takes seconds to
-    import, and the service's own process (which restores these types) never analyses a wave.
-    The detector worker calls `warm()` at its start instead."""
-    from scipy.signal import find_peaks as scipy_find_peaks
+def find_peaks(
+    x: FloatArray, *, distance: int | None = None, prominence: float | None = None
+) -> npt.NDArray[np.intp]:
+    """The peaks `scipy.signal.find_peaks(x, distance=..., prominence=...)` finds.
 
-    peaks, properties = scipy_find_peaks(x, **how)
-    return peaks, properties
+    Its compiled steps are called directly where scipy has them: find_peaks checks its
+    arguments for longer than it takes to search a window of a few hundred samples. scipy is
+    imported when first needed: scipy.signal takes seconds to import, and the service's own
+    process (which restores these types) never analyses a wave. The detector worker calls
+    `warm()` at its start instead."""
+    steps = _peak_steps()
+    if steps is None:
+        from scipy.signal import find_peaks as scipy_find_peaks
+
+        found: npt.NDArray[np.intp] = scipy_find_peaks(x, distance=distance, prominence=prominence)[
+            0
+        ]
+        return found
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    peaks: npt.NDArray[np.intp] = steps._local_maxima_1d(x)[0]
+    if distance is not None:
+        peaks = peaks[steps._select_by_peak_distance(peaks, x[peaks], distance)]
+    if prominence is not None:
+        peaks = peaks[prominence <= steps._peak_prominences(x, peaks, -1)[0]]
+    return peaks
+
+
+@cache
+def _peak_steps() -> Any:
+    """The compiled steps of scipy's find_peaks, or None where a scipy moved them."""
+    try:
+        from scipy.signal import _peak_finding_utils as steps
+    except ImportError:
+        return None
+    needed = ("_local_maxima_1d", "_select_by_peak_distance", "_peak_prominences")
+    return steps if all(hasattr(steps, name) for name in needed) else None
 
 
 def warm() -> None:
     """Import what analysing a wave needs now rather than at the first wave."""
     import scipy.signal  # noqa: F401
+
+    _peak_steps()
 
 
 TARGET_FS_HZ = 25.0  # analysis rate: high enough for a ballistocardiogram's 1-10 Hz
@@ -76,22 +107,21 @@ def analyze(
     x = downsample(x, q)
     mask, activity, moves_end = movement_mask(x, fs, activity_ref)
     x = _fill(detrend(x), mask)
-    spectrum = _spectrum(x)
-    breaths, amplitude = find_breaths(
-        _band(spectrum, len(x), fs, BREATH_BAND_HZ), fs, mask, breath_ref
-    )
-    duration = len(x) / fs
-    rr = _breathing_rate(breaths, mask, fs, duration)
+    spectrum = beat_spectrum = _spectrum(x)
     if bcg is not None:
         beats = _fill(detrend(downsample(np.asarray(bcg, dtype=np.float64), q)), mask)
-        spectrum = _spectrum(beats)
-    hr, quality = heart_rate(_band(spectrum, len(x), fs, BEAT_BAND_HZ), fs, mask)
+        beat_spectrum = _spectrum(beats)
+    breathing, beating = _bands(spectrum, beat_spectrum, len(x), fs)
+    breaths, amplitude = find_breaths(breathing, fs, mask, breath_ref)
+    duration = len(x) / fs
+    rr = _breathing_rate(breaths, mask, fs, duration)
+    hr, quality = heart_rate(beating, fs, mask)
     return WaveEstimate(
         hr_bpm=hr,
         rr_per_min=rr,
-        breaths_s=tuple(float(t) for t in breaths),
+        breaths_s=tuple(breaths.tolist()),
         duration_s=duration,
-        movement_fraction=float(mask.mean()) if len(mask) else 0.0,
+        movement_fraction=_share(mask),
         movement_end_s=moves_end,
         breath_amplitude=amplitude,
         activity=activity,
@@ -109,8 +139,38 @@ def downsample(x: FloatArray, q: int) -> FloatArray:
     if q == 1:
         return x
     n = len(x) // q * q
+    if q == 2:  # the mean of two, as .mean() computes it, without its overhead
+        pairs: FloatArray = (x[0:n:2] + x[1:n:2]) / 2
+        return pairs
     out: FloatArray = x[:n].reshape(-1, q).mean(axis=1)
     return out
+
+
+@lru_cache(maxsize=16)
+def _boxcar(width: int) -> FloatArray:
+    """A moving average's kernel (the same each window)."""
+    kernel = np.ones(width) / width
+    kernel.flags.writeable = False
+    return kernel
+
+
+def _share(mask: npt.NDArray[np.bool_]) -> float:
+    """`mask.mean()` (0.0 for an empty mask): the share of samples set."""
+    return int(np.count_nonzero(mask)) / len(mask) if len(mask) else 0.0
+
+
+def _median(values: FloatArray) -> float:
+    """`np.median` of a short array (the same value) without its overhead."""
+    ordered: list[float] = sorted(values.tolist())
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _std(x: FloatArray) -> float:
+    """`x.std()` (the same value: the same sums in the same order) without its overhead."""
+    deviation = x - x.sum() / len(x)
+    deviation *= deviation
+    return math.sqrt(deviation.sum() / len(x))
 
 
 def movement_mask(
@@ -122,8 +182,11 @@ def movement_mask(
     mask = np.zeros(len(x), dtype=bool)
     if n < 3:
         return mask, 0.0, -1.0
-    d = np.abs(np.diff(x[: n * seg], prepend=x[0])).reshape(n, seg).mean(axis=1)
-    typical = float(np.median(d))
+    steps = np.empty(n * seg)
+    steps[0] = 0.0  # what np.diff(..., prepend=x[0]) starts with
+    np.subtract(x[1 : n * seg], x[: n * seg - 1], out=steps[1:])
+    d = np.abs(steps, out=steps).reshape(n, seg).sum(axis=1) / seg  # each second's mean
+    typical = _median(d)
     # A window mostly in movement has a moving "typical" second: earlier windows say what is calm.
     base = min(typical, 2 * activity_ref) if activity_ref > 0 else typical
     moving = d > MOVEMENT_FACTOR * base + 1e-9
@@ -151,10 +214,18 @@ def detrend(x: FloatArray) -> FloatArray:
     n = len(x)
     if n < 2:
         return x - x.mean() if n else x
-    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
-    centred = x - x.mean()
-    out: FloatArray = centred - t * (np.dot(t, centred) / np.dot(t, t))
+    t, tt = _centred_time(n)
+    centred = x - x.sum() / n  # x.mean(), without its overhead
+    out: FloatArray = centred - t * (np.dot(t, centred) / tt)
     return out
+
+
+@lru_cache(maxsize=64)
+def _centred_time(n: int) -> tuple[FloatArray, float]:
+    """Sample times centred on a window of `n`, and their sum of squares (the same each window)."""
+    t = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    t.flags.writeable = False
+    return t, np.dot(t, t)
 
 
 def _spectrum(x: FloatArray) -> npt.NDArray[np.complex128]:
@@ -175,11 +246,21 @@ def _response(n: int, fs: float, band: tuple[float, float]) -> FloatArray:
     return gain
 
 
-def _band(
-    spectrum: npt.NDArray[np.complex128], n: int, fs: float, band: tuple[float, float]
-) -> FloatArray:
-    filtered: FloatArray = np.fft.irfft(spectrum * _response(n, fs, band), 2 * n)[:n]
-    return filtered
+def _bands(
+    breath_spectrum: npt.NDArray[np.complex128],
+    beat_spectrum: npt.NDArray[np.complex128],
+    n: int,
+    fs: float,
+) -> tuple[FloatArray, FloatArray]:
+    """The breathing band of one spectrum and the beats' band of the other, back in time.
+
+    Both inverse transforms in one call: numpy transforms each row alone, so each band is what
+    a call of its own would give."""
+    gains = np.empty((2, len(breath_spectrum)), dtype=np.complex128)
+    np.multiply(breath_spectrum, _response(n, fs, BREATH_BAND_HZ), out=gains[0])
+    np.multiply(beat_spectrum, _response(n, fs, BEAT_BAND_HZ), out=gains[1])
+    filtered: FloatArray = np.fft.irfft(gains, 2 * n)
+    return filtered[0, :n], filtered[1, :n]
 
 
 def find_breaths(
@@ -189,14 +270,13 @@ def find_breaths(
     y = x
     if len(y) < 4 * fs:
         return np.empty(0), 0.0
-    calm = y[~mask] if (~mask).sum() > fs else y
-    amplitude = float(2.83 * calm.std())  # peak to peak of a sine with this spread
+    masked = int(np.count_nonzero(mask))
+    calm = y[~mask] if masked and len(y) - masked > fs else y
+    amplitude = 2.83 * _std(calm)  # peak to peak of a sine with this spread
     prominence = 0.3 * max(amplitude, 0.5 * breath_ref)
     if prominence <= 0:
         return np.empty(0), amplitude
-    peaks, _ = find_peaks(
-        y, distance=max(1, int(MIN_BREATH_INTERVAL_S * fs)), prominence=prominence
-    )
+    peaks = find_peaks(y, distance=max(1, int(MIN_BREATH_INTERVAL_S * fs)), prominence=prominence)
     peaks = peaks[~mask[peaks] & (peaks < len(x) - EDGE_S * fs)]
     return peaks / fs, amplitude
 
@@ -211,8 +291,8 @@ def _breathing_rate(
     if len(breaths) < 3:
         return None
     intervals = np.diff(breaths)
-    median = float(np.median(intervals))
-    if median <= 0 or np.mean(np.abs(intervals - median) > 0.5 * median) > 0.34:
+    median = _median(intervals)
+    if median <= 0 or _share(np.abs(intervals - median) > 0.5 * median) > 0.34:
         return None  # too irregular to call a rate
     return round(60.0 / median, 1)
 
@@ -220,27 +300,29 @@ def _breathing_rate(
 def heart_rate(x: FloatArray, fs: float, mask: npt.NDArray[np.bool_]) -> tuple[float | None, int]:
     """Beats/min from a beat-band signal's envelope autocorrelation; a 0-100 quality."""
     y = x
-    if len(y) < 8 * fs or mask.mean() > 0.5:
+    if len(y) < 8 * fs or _share(mask) > 0.5:
         return None, 0
     width = max(1, int(0.2 * fs))
-    env = np.convolve(np.abs(y), np.ones(width) / width, mode="same")
-    env[mask] = float(np.mean(env[~mask]))
-    env -= env.mean()
+    env = np.convolve(np.abs(y), _boxcar(width), mode="same")
+    if mask.any():
+        env[mask] = float(np.mean(env[~mask]))
+    env -= env.sum() / len(env)  # env.mean(), without its overhead
     n = len(env)
     spec = np.fft.rfft(env, 2 * n)
-    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    ac = np.fft.irfft(spec * np.conj(spec))
     if ac[0] <= 0:
         return None, 0
-    ac /= ac[0]
     lo = int(fs * 60.0 / HR_RANGE_BPM[1])
     hi = min(n - 2, int(fs * 60.0 / HR_RANGE_BPM[0]) + 1)
-    peaks, _ = find_peaks(ac[lo : hi + 1])
+    ac = ac[: hi + 2] / ac[0]  # normalised, as far as the longest period looked at
+    peaks = find_peaks(ac[lo : hi + 1])
     if not len(peaks):
         return None, 0
     peaks += lo
-    best = float(ac[peaks].max())
+    heights = ac[peaks]
+    best = float(heights.max())
     # The first peak nearly as high as the best: a multiple of the period is also periodic.
-    k = int(peaks[np.argmax(ac[peaks] >= 0.7 * best)])
+    k = int(peaks[np.argmax(heights >= 0.7 * best)])
     quality = min(100, max(0, round(100 * best)))
     if best < 0.2:
         return None, quality
