@@ -115,7 +115,6 @@ def step_night(
     n: NightState,
     resident_id: ResidentId,
     sample: MattressSample,
-    valid: bool,
     s: DetectorSettings,
     zone: ZoneInfo,
 ) -> NightSummary | None:
@@ -127,15 +126,14 @@ def step_night(
             summary = close_night(n, resident_id, s)
         if ts < n.idle_until_ms or not _open_night(n, ts, s, zone):
             return summary
-    add_samples(n, (sample,), (valid,), s)
+    add_samples(n, (sample,), s)
     return summary
 
 
-def add_samples(
-    n: NightState, samples: Sequence[MattressSample], valid: Sequence[bool], s: DetectorSettings
-) -> None:
-    """Pad samples that fall in the open night (`valid`: each one's vital signs are readable)."""
+def add_samples(n: NightState, samples: Sequence[MattressSample], s: DetectorSettings) -> None:
+    """Pad samples that fall in the open night."""
     restless, still_min = s.restless_move_min, s.immobile_move_min
+    sq_min, artefact = s.sq_min, s.artefact_move_min
     onset_still_ms = s.sleep_onset_still_s * 1000
     # The counters in locals for the loop (this runs for every sample of a night).
     last, count, bed_ms, bed_samples, restless_samples = (
@@ -147,8 +145,8 @@ def add_samples(
     )
     hr_n, hr_sum, hr_min, hr_max = n.hr_n, n.hr_sum, n.hr_min, n.hr_max
     rr_n, rr_sum, rr_min, rr_max = n.rr_n, n.rr_sum, n.rr_min, n.rr_max
-    for sample, ok in zip(samples, valid, strict=True):
-        _, _, ts, hr, rr, move, occ, _, _ = sample
+    for sample in samples:
+        _, _, ts, hr, rr, move, occ, sq, _ = sample
         if ts <= last:
             continue
         dt = ts - last if last and ts - last <= GAP_MS else 1000
@@ -169,8 +167,8 @@ def add_samples(
                 n.still_since_ms = ts
             elif ts - n.still_since_ms >= onset_still_ms:
                 n.onset_ms = n.still_since_ms
-        if not ok:
-            continue
+        if sq < sq_min or move >= artefact:
+            continue  # vital signs not readable (vitals.mattress_valid)
         if hr:
             if hr_n == 0 or hr < hr_min:
                 hr_min = hr

@@ -43,7 +43,6 @@ def run_pad(  # noqa: PLR0915 (one loop, so that a quiet sample costs no call)
     hr_high, hr_elevated, rr_high, rr_elevated = m.hr_high, m.hr_elevated, m.rr_high, m.rr_elevated
     night = r.night if night_closed is not None else None
     pending: list[MattressSample] = []  # in the open night, not yet added to it
-    pending_valid: list[bool] = []
     out: list[Finding] = []  # one sample's findings, emitted together once it is done
     for sample in samples:
         _, _, ts, hr, rr, move, occ, sq, source = sample
@@ -133,13 +132,11 @@ def run_pad(  # noqa: PLR0915 (one loop, so that a quiet sample costs no call)
         if night is not None and night_closed is not None:
             if night.from_ms >= 0 and ts < night.to_ms:
                 pending.append(sample)
-                pending_valid.append(valid)
             elif night.from_ms >= 0 or ts >= night.idle_until_ms:
                 if pending:
-                    add_samples(night, pending, pending_valid, s)
+                    add_samples(night, pending, s)
                     pending.clear()
-                    pending_valid.clear()
-                summary = step_night(night, config.resident_id, sample, valid, s, config.zone)
+                summary = step_night(night, config.resident_id, sample, s, config.zone)
                 if summary is not None:
                     out += night_closed(summary, ts)
         if out:
@@ -148,4 +145,4 @@ def run_pad(  # noqa: PLR0915 (one loop, so that a quiet sample costs no call)
             out.clear()
     if pending:
         assert night is not None
-        add_samples(night, pending, pending_valid, s)
+        add_samples(night, pending, s)
