@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,9 @@ from detectors.findings import Finding, FindingKind
 from detectors.runner import LATE_SETTLE_MS, DetectorRunner
 from ingest.records import DeviceId, EventType, MattressSample, Record, ResidentId, SampleSource
 from tests.detectors.helpers import NIGHT_MS, RID, Harness, band, config, event, mat, seconds, when
+from tests.detectors.test_nights import EVENING, night
+
+DATA = Path(__file__).parent / "data"
 
 
 def scripted_night() -> list[Record]:
@@ -63,6 +67,58 @@ def test_restart_from_a_snapshot_neither_refires_nor_forgets() -> None:
     straight = play(records, 10)
     for cut in (650, 1000, 2000, 3500):  # inside the tachycardia, the pause, the absence
         assert play(records, 10, snapshot_at=cut) == straight, cut
+
+
+def test_a_snapshot_saved_by_the_previous_version_restores() -> None:
+    # Saved by the version before the detectors ran a message's samples in one loop, at the
+    # 2000th record of the scripted night (fed 10 at a time): it carries the tachycardia's
+    # episode, the pause's, the exit's and the night.
+    blob = (DATA / "snapshot-v1-scripted-night-2000.bin").read_bytes()
+    records = scripted_night()
+    straight: list[Finding] = []
+    runner = DetectorRunner(
+        residents={RID: config()}, on_finding=straight.append, on_derived=lambda rows: None
+    )
+    restored: list[Finding] = []
+    after = DetectorRunner(
+        residents={RID: config()}, on_finding=restored.append, on_derived=lambda rows: None
+    )
+    after.restore(blob)
+    for i in range(0, len(records), 10):
+        batch = records[i : i + 10]
+        if i == 2000:
+            assert runner.snapshot() == blob  # the same state, saved in the same form
+            straight.clear()
+        runner.accept(batch, when(batch[-1]))
+        if i >= 2000:
+            after.accept(batch, when(batch[-1]))
+    assert restored == straight
+    assert {f.kind for f in straight} >= {FindingKind.BED_EXIT_NO_RETURN, FindingKind.SOS}
+
+
+def test_messages_of_one_device_give_what_single_samples_give() -> None:
+    """As the service feeds them: a message is 10 pad samples, or one band reading, in the
+    order they come; two nights with exits, pauses and a tachycardia, summaries included."""
+    t = EVENING
+    records: list[Record] = night(t, pauses=140) + night(t + 86_400_000, hr=140, away_s=1500)
+    records += [band(r.ts_ms + 500) for r in records[::30]]
+    records.sort(key=when)
+    one, batched = Harness(), Harness()
+    one.feed(records)
+    message: list[Record] = []
+    for record in records:
+        if message and (record.device_id != message[0].device_id or len(message) == 10):
+            batched.runner.accept(message, when(message[-1]))
+            message = []
+        message.append(record)
+    batched.runner.accept(message, when(message[-1]))
+    one.runner.close_nights()
+    batched.runner.close_nights()
+    assert batched.findings == one.findings
+    assert batched.summaries == one.summaries
+    assert len(one.summaries) == 2
+    assert {f.kind for f in one.findings} >= {FindingKind.HEART_RATE, FindingKind.APNEA_INDEX}
+    assert batched.runner.snapshot() == one.runner.snapshot()
 
 
 def test_snapshot_is_compact_and_versioned() -> None:
