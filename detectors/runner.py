@@ -56,6 +56,11 @@ class DetectorRunner:
     the order they are decided; samples computed from waveforms to `on_derived` (ingest stores
     them with source `wave`); closed nights to `on_summary`.
 
+    `accept` takes the records in runs of one device (a message is one run): the resident's
+    settings, state and the device's liveness are looked up once a run, and a run of pad
+    samples goes through every pad detector in one loop (`detectors.pad`). What is found, and
+    in which order, is what the records one at a time would give.
+
     Late data (`accept_late`, and after a restart records older than the restored state) is
     held per resident until it settles, then sorted and run through a state of its own that
     starts empty: the vitals, pauses, exits and immobility in it are found as they would have

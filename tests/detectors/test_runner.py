@@ -101,7 +101,7 @@ def test_messages_of_one_device_give_what_single_samples_give() -> None:
     order they come; two nights with exits, pauses and a tachycardia, summaries included."""
     t = EVENING
     records: list[Record] = night(t, pauses=140) + night(t + 86_400_000, hr=140, away_s=1500)
-    records += [band(r.ts_ms + 500) for r in records[::30]]
+    records += [band(when(r) + 500) for r in records[::30]]
     records.sort(key=when)
     one, batched = Harness(), Harness()
     one.feed(records)
