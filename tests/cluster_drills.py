@@ -907,16 +907,21 @@ def direct_capture(plan: ClusterPlan, folder: Path) -> Outcome:
         device_node = next(n for n in nodes if n.name != leader)
         victim = next(n for n in nodes if n.name == leader)
         killed = threading.Event()
+        # Back after down_s, as in drill 5 (started apart: the device keeps publishing).
+        back = threading.Timer(plan.down_s, lambda: victim.start(healthy=False))
 
         def on_acked(n: int) -> None:
             if n >= plan.control_kill_at and not killed.is_set():
                 killed.set()
                 victim.stop(kill=True)
-                threading.Timer(plan.down_s, victim.start).start()  # as in drill 5
+                back.start()
 
         assert device_node.mqtt_port is not None
-        acked = publish_steadily(device_node.mqtt_port, plan, on_acked)
-        wait_until(lambda: victim.running, plan.down_s + 30, 0.2)
+        try:
+            acked = publish_steadily(device_node.mqtt_port, plan, on_acked)
+        finally:
+            if killed.is_set():
+                back.join()  # started (a node back from a kill may report unhealthy for long)
         stored = on_nats(urls, lambda js: _settled(js, CAPTURE, "bedwatch.v1.>"))
         lost, twice = delivery(acked, stored)
     out.injected = f"SIGKILL of the stream leader's node ({leader}) after {plan.control_kill_at}"

@@ -156,6 +156,22 @@ async def release(conn: AsyncConn, partition: int, worker: str, epoch: int) -> b
     return cur.rowcount == 1
 
 
+async def release_all(conn: AsyncConn, worker: str, held: Mapping[int, int]) -> set[int]:
+    """Give up these partitions (partition -> the epoch held) in one statement; those released."""
+    if not held:
+        return set()
+    cur = await conn.execute(
+        f"WITH locked AS ({_lock_in_order('owner = %(me)s')})"
+        " UPDATE partition_leases l SET owner = NULL, expires_at = NULL, updated_at = now()"
+        " FROM locked, unnest(%(ps)s::int[], %(epochs)s::bigint[]) AS h(partition, epoch)"
+        " WHERE l.partition = locked.partition AND l.partition = h.partition"
+        "  AND l.epoch = h.epoch"
+        " RETURNING l.partition",
+        {"me": worker, "ps": list(held), "epochs": list(held.values())},
+    )
+    return {int(p) for (p,) in await cur.fetchall()}
+
+
 def checkpoint(
     cur: psycopg.Cursor[tuple[Any, ...]],
     partition: int,

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ingest.db import redact
 from ingest.settings import SettingsError, in_range
 
 
@@ -67,4 +66,6 @@ def urls_of(nats_url: str) -> list[str]:
 def shown(nats_url: str) -> str:
     """The servers for logs and messages: a password in a URL (nats://user:password@host)
     replaced."""
+    from ingest.db import redact  # here: ingest.db brings psycopg, which `--help` must not load
+
     return ",".join(redact(u) for u in urls_of(nats_url))

@@ -212,9 +212,11 @@ class Worker:
             # A graceful stop: the others stop counting us in, and take over at once what we
             # release after the last checkpoint.
             await leases.leave(conn, self.id)
-            await _cancel(background)
-            for number in list(self.partitions):
-                await self._let_go(conn, number, checkpoint=True)
+            # Not while a checkpoint is half done: its write would go on in its thread, its
+            # cut lost to the last checkpoint, which would commit a position past its rows.
+            async with self._store_lock:
+                await _cancel(background)
+            await self._let_go_of_all(conn)
             await leases.forget(conn, self.id)
             log.info("worker %s left", self.id)
         finally:
@@ -296,6 +298,21 @@ class Worker:
         if not part.fenced:
             await leases.release(conn, number, self.id, part.lease.epoch)
             self.stats.released += 1
+
+    async def _let_go_of_all(self, conn: leases.AsyncConn) -> None:
+        """A graceful stop: every partition checkpointed in one transaction and released in one
+        statement, so the others take them at their next look (one partition after the other
+        took seconds on a busy machine)."""
+        parts = list(self.partitions.values())
+        await asyncio.gather(*(self._unsubscribe(part) for part in parts))
+        try:
+            await self._checkpoint(parts)
+        except Exception as exc:
+            # Released all the same: the next owners replay from the last checkpoints.
+            log.warning("last checkpoint failed (%s)", exc)
+        held = {part.number: part.lease.epoch for part in parts if not part.fenced}
+        self.partitions.clear()
+        self.stats.released += len(await leases.release_all(conn, self.id, held))
 
     async def _drop(self, number: int) -> None:
         """The lease is gone: stop at once, write nothing more (another worker replays it)."""

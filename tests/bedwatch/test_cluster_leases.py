@@ -119,6 +119,11 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
             assert await leases.held_by(b, "w-b") == {7: 2}
             assert await leases.release(b, 7, "w-b", 2)
             assert [x.partition for x in await leases.acquire(a, [7], "w-a", ttl_s=5)] == [7]
+            # Released together, each only under the epoch it is held by.
+            taken = await leases.acquire(b, [8, 9], "w-b", ttl_s=5)
+            held = {x.partition: x.epoch for x in taken}
+            assert await leases.release_all(b, "w-b", held | {7: 3}) == {8, 9}
+            assert await leases.release_all(b, "w-b", held) == set()
             await leases.leave(b, "w-b")
             assert await leases.live_workers(a, 10) == ["w-a"]
         return said
@@ -129,7 +134,7 @@ def test_a_stale_epoch_writes_nothing(database_url: str) -> None:
         (7, "w-a", 1)
     ]
     [(owner, epoch, position)] = query(
-        database_url, "SELECT owner, epoch, position FROM partition_leases"
+        database_url, "SELECT owner, epoch, position FROM partition_leases WHERE partition = 7"
     )
     # Epochs: w-a took it (1), w-b after the lease ran out (2), w-a again after the release (3).
     assert (owner, epoch, position) == ("w-a", 3, 10)
