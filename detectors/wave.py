@@ -154,9 +154,14 @@ def _boxcar(width: int) -> FloatArray:
     return kernel
 
 
+def _count(mask: npt.NDArray[np.bool_]) -> int:
+    """Samples set (`mask.any()` and `.all()` say less, for more overhead)."""
+    return int(np.count_nonzero(mask))
+
+
 def _share(mask: npt.NDArray[np.bool_]) -> float:
     """`mask.mean()` (0.0 for an empty mask): the share of samples set."""
-    return int(np.count_nonzero(mask)) / len(mask) if len(mask) else 0.0
+    return _count(mask) / len(mask) if len(mask) else 0.0
 
 
 def _median(values: FloatArray) -> float:
@@ -190,7 +195,7 @@ def movement_mask(
     # A window mostly in movement has a moving "typical" second: earlier windows say what is calm.
     base = min(typical, 2 * activity_ref) if activity_ref > 0 else typical
     moving = d > MOVEMENT_FACTOR * base + 1e-9
-    if not moving.any():
+    if not _count(moving):
         return mask, typical, -1.0
     moving = np.convolve(moving, np.ones(3), mode="same") > 0  # a second's margin either side
     mask[: n * seg] = np.repeat(moving, seg)
@@ -201,7 +206,8 @@ def movement_mask(
 
 def _fill(x: FloatArray, mask: npt.NDArray[np.bool_]) -> FloatArray:
     """Bridge masked samples linearly so the filters do not ring on movement bursts."""
-    if not mask.any() or mask.all():
+    masked = _count(mask)
+    if not masked or masked == len(mask):
         return x
     idx = np.arange(len(x))
     out = x.copy()
@@ -270,14 +276,15 @@ def find_breaths(
     y = x
     if len(y) < 4 * fs:
         return np.empty(0), 0.0
-    masked = int(np.count_nonzero(mask))
+    masked = _count(mask)
     calm = y[~mask] if masked and len(y) - masked > fs else y
     amplitude = 2.83 * _std(calm)  # peak to peak of a sine with this spread
     prominence = 0.3 * max(amplitude, 0.5 * breath_ref)
     if prominence <= 0:
         return np.empty(0), amplitude
     peaks = find_peaks(y, distance=max(1, int(MIN_BREATH_INTERVAL_S * fs)), prominence=prominence)
-    peaks = peaks[~mask[peaks] & (peaks < len(x) - EDGE_S * fs)]
+    trusted = peaks < len(x) - EDGE_S * fs
+    peaks = peaks[trusted & ~mask[peaks] if masked else trusted]
     return peaks / fs, amplitude
 
 
@@ -286,11 +293,15 @@ def _breathing_rate(
 ) -> float | None:
     horizon = duration - EDGE_S
     recent = mask[int(max(0.0, horizon - 10.0) * fs) :]
-    if not recent.any() and horizon >= 10.0 and (not len(breaths) or breaths[-1] < horizon - 10.0):
+    if (
+        not _count(recent)
+        and horizon >= 10.0
+        and (not len(breaths) or breaths[-1] < horizon - 10.0)
+    ):
         return 0.0  # no breathing movement in the last 10 s
     if len(breaths) < 3:
         return None
-    intervals = np.diff(breaths)
+    intervals = breaths[1:] - breaths[:-1]
     median = _median(intervals)
     if median <= 0 or _share(np.abs(intervals - median) > 0.5 * median) > 0.34:
         return None  # too irregular to call a rate
@@ -304,7 +315,7 @@ def heart_rate(x: FloatArray, fs: float, mask: npt.NDArray[np.bool_]) -> tuple[f
         return None, 0
     width = max(1, int(0.2 * fs))
     env = np.convolve(np.abs(y), _boxcar(width), mode="same")
-    if mask.any():
+    if _count(mask):
         env[mask] = float(np.mean(env[~mask]))
     env -= env.sum() / len(env)  # env.mean(), without its overhead
     n = len(env)
@@ -326,7 +337,7 @@ def heart_rate(x: FloatArray, fs: float, mask: npt.NDArray[np.bool_]) -> tuple[f
     quality = min(100, max(0, round(100 * best)))
     if best < 0.2:
         return None, quality
-    a, b, c = ac[k - 1], ac[k], ac[k + 1]
+    a, b, c = ac[k - 1 : k + 2].tolist()  # Python floats: the same arithmetic, less overhead
     denom = a - 2 * b + c
     shift = 0.5 * (a - c) / denom if denom < 0 else 0.0
     return round(float(60.0 * fs / (k + shift)), 1), quality

@@ -95,7 +95,7 @@ def _with_carry(
     carry: tuple[float, ...], samples: tuple[int, ...], q: int
 ) -> tuple[npt.NDArray[np.float64], tuple[float, ...]]:
     """Samples averaged by `q`, and the incomplete last group, which waits for the next block."""
-    x = np.asarray(samples, dtype=np.float64)
+    x = np.fromiter(samples, np.float64, len(samples))
     if q == 1:
         return x, ()
     if carry:
