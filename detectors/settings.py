@@ -173,14 +173,12 @@ class Limits:
     sq_min: int
     artefact_move_min: int
     immobile_move_min: int
-    restless_move_min: int
     gap_tolerance_ms: float
     hr_low: float
     hr_elevated: float
     rr_low: float
     rr_elevated: float
     immobile_window_ms: float
-    sleep_onset_still_ms: float
 
 
 @lru_cache(maxsize=64)
@@ -190,14 +188,12 @@ def limits(s: DetectorSettings) -> Limits:
         sq_min=s.sq_min,
         artefact_move_min=s.artefact_move_min,
         immobile_move_min=s.immobile_move_min,
-        restless_move_min=s.restless_move_min,
         gap_tolerance_ms=s.gap_tolerance_s * 1000,
         hr_low=s.hr_low_bpm,
         hr_elevated=s.hr_elevated_bpm,
         rr_low=s.rr_low_per_min,
         rr_elevated=s.rr_elevated_per_min,
         immobile_window_ms=s.immobile_window_s * 1000,
-        sleep_onset_still_ms=s.sleep_onset_still_s * 1000,
     )
 
 

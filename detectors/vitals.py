@@ -60,14 +60,6 @@ def step_absent(
     return out
 
 
-def pad_rates(sample: MattressSample, s: DetectorSettings) -> tuple[float | None, float | None]:
-    """The heart and breathing rates a pad sample gives: none of an absent or unreadable body."""
-    score = absent_score(sample, s)
-    if score is UNKNOWN or score == ON:
-        return None, None
-    return sample.hr, (sample.rr if sample.rr else None)
-
-
 def step_pad_rate(
     r: ResidentState,
     m: MattressState,
