@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -48,29 +49,43 @@ RESTART_PAUSE_S = 1.0  # doubled for each death within QUICK_DEATH_S of a start,
 RESTART_MAX_S = 30.0
 QUICK_DEATH_S = 10.0
 
-# One decoded message as it crosses the pipe: device, channel, receive time, whether the records
-# are pad samples as plain tuples (a tuple pickles five times faster than a NamedTuple), records.
-Packed = tuple[str, str, int, bool, list[Any]]
+# One decoded message as it crosses the pipe: device, channel, receive time, and its records. A
+# pad's samples go as columns (resident, then time, hr, rr, move, occ, sq, each a tuple): a few
+# tuples of numbers pickle and unpickle many times faster than a tuple per sample, and the
+# samples are built again from them in one pass. Other records go as they are.
+PadColumns = tuple[str | None, tuple[tuple[Any, ...], ...]]
+Packed = tuple[str, str, int, PadColumns | list[Any]]
+
+
+CHANNELS = {c.value: c for c in Channel}
 
 
 def pack(items: Iterable[Decoded]) -> list[Packed]:
     out: list[Packed] = []
     for d in items:
-        if d.device_id is None or d.channel is None or not d.records:
-            continue
         records = d.records
+        if d.device_id is None or d.channel is None or not records:
+            continue
         if type(records[0]) is MattressSample:
-            rows: list[Any] = [tuple(r) for r in records]  # type: ignore[arg-type]
-            out.append((d.device_id, d.channel.value, d.received_at_ms, True, rows))
+            # Decoded pad samples are the device's own (source DEVICE), one resident's.
+            columns = tuple(zip(*records, strict=True))
+            pad: PadColumns = (records[0].resident_id, columns[2:8])
+            out.append((d.device_id, d.channel.value, d.received_at_ms, pad))
         else:
-            out.append((d.device_id, d.channel.value, d.received_at_ms, False, records))
+            out.append((d.device_id, d.channel.value, d.received_at_ms, records))
     return out
 
 
 def unpack(item: Packed) -> Decoded:
-    device_id, channel, received_at_ms, samples, records = item
-    decoded = Decoded(received_at_ms, device_id=DeviceId(device_id), channel=Channel(channel))
-    decoded.records = [MattressSample._make(r) for r in records] if samples else list(records)
+    device_id, channel, received_at_ms, records = item
+    decoded = Decoded(received_at_ms, device_id=DeviceId(device_id), channel=CHANNELS[channel])
+    if isinstance(records, tuple):
+        resident_id, (ts, hr, rr, move, occ, sq) = records
+        decoded.records = list(
+            map(MattressSample, repeat(device_id), repeat(resident_id), ts, hr, rr, move, occ, sq)
+        )
+    else:
+        decoded.records = list(records)
     return decoded
 
 

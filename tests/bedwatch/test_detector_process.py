@@ -5,17 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import signal
 import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from bedwatch.detector_process import DetectorProcess
+from bedwatch.detector_process import DetectorProcess, pack, unpack
 from detectors.findings import Finding, FindingKind
 from detectors.settings import ResidentConfig
 from ingest.protocol import Decoded
-from ingest.records import Channel, DeviceEvent, DeviceId, DeviceKind, EventType, ResidentId
+from ingest.records import (
+    Channel,
+    DeviceEvent,
+    DeviceId,
+    DeviceKind,
+    EventType,
+    MattressSample,
+    ResidentId,
+    WristbandSample,
+)
 
 NOW = int(time.time() * 1000)
 RESIDENT = ResidentId("r-0001")
@@ -134,3 +144,23 @@ def test_the_journal_is_bounded_by_snapshots() -> None:
         assert worker.journal_messages < 60_000 / 2  # 60,000 fed; snapshots covered the rest
 
     with_worker(scenario)
+
+
+def test_messages_cross_the_pipe_as_they_were_decoded() -> None:
+    pad = DeviceId("mat-0001")
+    samples: list[MattressSample] = [
+        MattressSample(pad, RESIDENT, NOW + 1000 * k, 61.0 + k, 14.0, k, 1, 88) for k in range(9)
+    ]
+    samples.append(MattressSample(pad, RESIDENT, NOW + 9000, None, None, 0, 0, 3))
+    band = WristbandSample(BAND, RESIDENT, NOW, 70.0, 97.0, 80, 1, None)
+    messages = [
+        Decoded(NOW, "t", b"", pad, Channel.TELEMETRY, list(samples), []),
+        Decoded(NOW + 1, "t", b"", BAND, Channel.TELEMETRY, [band], []),
+        press(NOW + 2),
+        Decoded(NOW + 3, "t", b"", pad, Channel.TELEMETRY, [], []),  # rejected: nothing to detect
+    ]
+    crossed = [unpack(p) for p in pickle.loads(pickle.dumps(pack(messages)))]
+    assert [(d.device_id, d.channel, d.received_at_ms, d.records) for d in crossed] == [
+        (d.device_id, d.channel, d.received_at_ms, d.records) for d in messages[:3]
+    ]
+    assert all(type(r) is MattressSample for r in crossed[0].records)
