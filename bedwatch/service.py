@@ -489,11 +489,9 @@ class Service:
         )
         # Acknowledge only now, in the order received: a crash before this line loses nothing,
         # the broker redelivers and the idempotent write makes the second copy a no-op.
-        sessions = (self.mqtt, self.mqtt_events)
-        for h in held:
-            session = sessions[h.session]
+        for number, session in enumerate((self.mqtt, self.mqtt_events)):
             if session is not None:
-                session.ack(h.generation, h.mid, h.qos)
+                session.ack_many((h.generation, h.mid, h.qos) for h in held if h.session == number)
         if ids:
             self._hand_over([(i, f) for i, f in zip(ids, findings, strict=True) if not f.late])
         elapsed = time.perf_counter() - started

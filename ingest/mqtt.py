@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import ssl
+import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -22,9 +24,54 @@ from ingest.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 5.0
+PUBACK = 0x40
+_PUBACK = struct.Struct("!BBH")  # PUBACK, remaining length 2, packet id (success, no properties)
 
 # (raw topic bytes, payload, mid, qos, retain, connection generation)
 MessageHandler = Callable[[bytes, bytes, int, int, bool, int], None]
+
+
+class _Client(paho.Client):
+    """paho's client, reading its socket a large chunk at a time.
+
+    paho reads each packet with several small reads (the type byte, the remaining length a byte
+    at a time, then the rest), each a system call that also lets go of the GIL, and waits in
+    select() before each packet. Here a read takes up to READ_CHUNK bytes and paho's small
+    reads are served from them; `loop_read` goes on while whole packets are left, so select()
+    waits only once the bytes read so far are used up: its view of the socket stays right.
+    """
+
+    READ_CHUNK = 65_536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_buf = b""
+        self._read_pos = 0
+
+    def _create_socket(self) -> Any:
+        self._read_buf, self._read_pos = b"", 0  # nothing of a previous connection's is kept
+        return super()._create_socket()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        pos = self._read_pos
+        if pos >= len(self._read_buf):
+            data = super()._sock_recv(max(bufsize, self.READ_CHUNK))
+            if len(data) <= bufsize:
+                return data
+            self._read_buf, pos = data, 0
+        end = pos + bufsize
+        self._read_pos = end
+        return self._read_buf[pos:end]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while (
+            rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+            and self._read_pos < len(self._read_buf)
+            and self._sock is not None
+        ):
+            rc = super().loop_read(1)
+        return rc
 
 
 class MqttSession:
@@ -66,7 +113,7 @@ class MqttSession:
     def _make_client(self) -> paho.Client:
         s = self._settings
         protocol = paho.MQTTv5 if s.protocol == 5 else paho.MQTTv311
-        client = paho.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=protocol,
@@ -124,6 +171,23 @@ class MqttSession:
     def ack(self, generation: int, mid: int, qos: int) -> None:
         if qos and generation == self._generation:
             self._client.ack(mid, qos)
+
+    def ack_many(self, acks: Iterable[tuple[int, int, int]]) -> None:
+        """Acknowledge (generation, mid, qos) messages, in order: the PUBACKs of QoS 1 ones go
+        out as one write, not one write (and one wake-up of paho's thread) each."""
+        generation = self._generation
+        mids = [mid for g, mid, qos in acks if qos == 1 and g == generation]
+        if not mids:
+            return
+        queue = getattr(self._client, "_packet_queue", None)
+        if queue is None:  # a paho without it: one at a time
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        packets = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+        # Queued as one packet of paho's (command PUBACK, no message id of its own): its writer
+        # sends the bytes as they are, and nothing waits for an answer to a PUBACK.
+        queue(PUBACK, packets, 0, 0)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> paho.MQTTMessageInfo:
         return self._client.publish(topic, payload, qos=qos)
