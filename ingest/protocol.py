@@ -24,6 +24,7 @@ from ingest.records import (
     Record,
     Rejection,
     ResidentId,
+    SampleSource,
     StatusState,
     WaveBlock,
     WristbandSample,
@@ -31,6 +32,7 @@ from ingest.records import (
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 WAVE_MAX_BLOCK_S = 10.0
+TOPICS_KEPT = 200_000  # parsed topics remembered (4 channels of 50,000 devices)
 # How far a sample may lie after the middle one of its batch: 120 samples 1 s apart, with gaps.
 BATCH_SPAN_LIMIT_MS = 600_000
 _INT32 = 2**31
@@ -39,6 +41,9 @@ _NUMBER = (int, float)
 _BY_TIME = operator.attrgetter("ts_ms")
 _SAFETY_EVENTS = frozenset({EventType.SOS, EventType.FALL})
 _SAFETY_TYPES = frozenset(e.value for e in _SAFETY_EVENTS)
+_DEVICE = SampleSource.DEVICE
+_SAMPLE_FIELDS = operator.itemgetter("ts", "hr", "rr", "move", "occ", "sq")
+_tuple_new = tuple.__new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +86,10 @@ class Decoder:
     max_batch_samples: int = 120
     future_skew_limit_ms: int = 300_000
     stale_after_ms: int = 7 * 24 * 3600 * 1000
+    # Topics already parsed: a fleet's topics are few and come again and again.
+    _topics: dict[str, tuple[DeviceId, Channel]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def decode(
         self, topic: str, payload: bytes, received_at_ms: EpochMs, retained: bool = False
@@ -98,8 +107,13 @@ class Decoder:
     def _decode(
         self, out: Decoded, topic: str, payload: bytes, now_ms: EpochMs, retained: bool
     ) -> None:
-        device_id, channel = self._parse_topic(topic)
-        out.device_id, out.channel = device_id, channel
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = self._parse_topic(topic)
+            if len(self._topics) >= TOPICS_KEPT:
+                self._topics.clear()
+            self._topics[topic] = parsed
+        device_id, channel = out.device_id, out.channel = parsed
         if channel is Channel.CMD:
             return  # our own commands to devices; nothing to store
         if len(payload) > self.max_payload_bytes:
@@ -183,14 +197,15 @@ class Decoder:
                 raise _Invalid(
                     Reason.OVERSIZE, f"samples: {len(items)} > limit {self.max_batch_samples}"
                 )
-        good: list[MattressSample] = []
-        errors: list[tuple[int, _Invalid]] = []
-        for i, item in enumerate(items):
-            try:
-                good.append(_mattress_sample(item, device_id, info.resident_id))
-            except _Invalid as bad:
-                errors.append((i, bad))
-        good = self._in_time(good, now_ms, out, errors)
+        good, errors, ordered = _mattress_samples(items, device_id, info.resident_id)
+        if not (
+            ordered
+            and good
+            and good[0].ts_ms >= now_ms - self.stale_after_ms
+            and good[-1].ts_ms <= good[len(good) // 2].ts_ms + BATCH_SPAN_LIMIT_MS
+            and not self._skew(good[-1].ts_ms, now_ms)
+        ):  # all in time and in order, as a rule; else sorted out here
+            good = self._in_time(good, now_ms, out, errors)
         out.records.extend(good)
         if errors:
             out.rejections.append(
@@ -424,44 +439,67 @@ def _parse_json(payload: bytes) -> dict[str, Any]:
     return obj
 
 
-def _mattress_sample(
-    item: Any, device_id: DeviceId, resident_id: ResidentId | None
-) -> MattressSample:
+def _mattress_samples(
+    items: list[Any], device_id: DeviceId, resident_id: ResidentId | None
+) -> tuple[list[MattressSample], list[tuple[int, _Invalid]], bool]:
+    """A batch's valid samples, its faults by index, and whether the valid ones are in strictly
+    increasing time (as a pad sends them)."""
+    good: list[MattressSample] = []
+    errors: list[tuple[int, _Invalid]] = []
+    append = good.append
+    last = -1
+    ordered = True
     # The common case, a valid sample, in one expression: this runs for every second of every
-    # pad. Anything else takes the checked path below, which says what is wrong.
-    if type(item) is dict:
-        get = item.get
-        ts, hr, rr, move, occ, sq = (
-            get("ts"),
-            get("hr"),
-            get("rr"),
-            get("move"),
-            get("occ"),
-            get("sq"),
-        )
-        if (
-            type(ts) is int
-            and 0 < ts < _MAX_TS
-            and (hr is None or (type(hr) in _NUMBER and 0 <= hr <= 250))
-            and (rr is None or (type(rr) in _NUMBER and 0 <= rr <= 80))
-            and type(move) is int
-            and 0 <= move <= 100
-            and type(occ) is int
-            and 0 <= occ <= 1
-            and type(sq) is int
-            and 0 <= sq <= 100
-        ):
-            return MattressSample(
-                device_id,
-                resident_id,
-                ts,
-                None if hr is None else float(hr),
-                None if rr is None else float(rr),
-                move,
-                occ,
-                sq,
-            )
-    return _checked_mattress_sample(item, device_id, resident_id)
+    # pad, so the sample is built as a plain tuple (MattressSample's own __new__ is Python).
+    # Anything else takes the checked path, which says what is wrong.
+    for i, item in enumerate(items):
+        try:
+            ts, hr, rr, move, occ, sq = _SAMPLE_FIELDS(item)
+        except (KeyError, TypeError):  # a field left out (hr, rr may be), or not an object
+            ts = None
+        else:
+            if (
+                type(ts) is int
+                and 0 < ts < _MAX_TS
+                and (hr is None or (type(hr) in _NUMBER and 0 <= hr <= 250))
+                and (rr is None or (type(rr) in _NUMBER and 0 <= rr <= 80))
+                and type(move) is int
+                and 0 <= move <= 100
+                and type(occ) is int
+                and 0 <= occ <= 1
+                and type(sq) is int
+                and 0 <= sq <= 100
+            ):
+                if ts <= last:
+                    ordered = False
+                last = ts
+                append(
+                    _tuple_new(
+                        MattressSample,
+                        (
+                            device_id,
+                            resident_id,
+                            ts,
+                            None if hr is None else float(hr),
+                            None if rr is None else float(rr),
+                            move,
+                            occ,
+                            sq,
+                            _DEVICE,
+                        ),
+                    )
+                )
+                continue
+        try:
+            sample = _checked_mattress_sample(item, device_id, resident_id)
+        except _Invalid as bad:
+            errors.append((i, bad))
+            continue
+        if sample.ts_ms <= last:
+            ordered = False
+        last = sample.ts_ms
+        append(sample)
+    return good, errors, ordered
 
 
 def _checked_mattress_sample(
