@@ -39,12 +39,14 @@ class _Client(paho.Client):
     select() before each packet. Here a read takes up to READ_CHUNK bytes and paho's small
     reads are served from them; `loop_read` goes on while whole packets are left, so select()
     waits only once the bytes read so far are used up: its view of the socket stays right.
+    A PUBLISH goes to `raw_handler` as soon as it is read (see _handle_publish).
     """
 
     READ_CHUNK = 65_536
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.raw_handler: Callable[[bytes, bytes, int, int, bool], None] | None = None
         self._read_buf = b""
         self._read_pos = 0
 
@@ -62,6 +64,42 @@ class _Client(paho.Client):
         end = pos + bufsize
         self._read_pos = end
         return self._read_buf[pos:end]
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """A QoS 0 or 1 PUBLISH straight to `raw_handler` as (topic, payload, mid, qos, retain):
+        paho's own handling builds a message object, a condition variable, the properties (none
+        of which the service reads) and matches topic filters, several times the work of reading
+        the packet. Anything else (QoS 2, no handler, acknowledgements left to paho, a packet
+        that does not parse) is paho's."""
+        handler = self.raw_handler
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if handler is None or qos > 1 or not self._manual_ack:
+            return super()._handle_publish()
+        data = self._in_packet["packet"]
+        try:
+            end = 2 + ((data[0] << 8) | data[1])
+            topic = bytes(data[2:end])
+            mid = 0
+            if qos:
+                mid = (data[end] << 8) | data[end + 1]
+                end += 2
+            if self._protocol == paho.MQTTv5:  # properties: a variable byte integer, then them
+                length, shift = 0, 0
+                while True:
+                    byte = data[end]
+                    end += 1
+                    length |= (byte & 0x7F) << shift
+                    if byte < 0x80:
+                        break
+                    shift += 7
+                end += length
+            if not topic or end > len(data):
+                raise ValueError("malformed PUBLISH")
+        except (IndexError, ValueError):
+            return super()._handle_publish()  # paho says what is wrong with it
+        handler(topic, bytes(data[end:]), mid, qos, bool(header & 0x01))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
@@ -132,7 +170,8 @@ class MqttSession:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_connect_fail = self._handle_connect_fail
-        client.on_message = self._handle_message
+        client.on_message = self._handle_message  # for what _handle_publish leaves to paho
+        client.raw_handler = self._handle_raw
         return client
 
     @property
@@ -255,6 +294,13 @@ class MqttSession:
         if error != self.last_error:  # said once per outage, not at every retry
             log.warning("%s; retrying (up to every %.0f s)", error, self._settings.reconnect_max_s)
         self.last_error = error
+
+    def _handle_raw(self, topic: bytes, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+        # Paho stops its network loop if a callback raises, so nothing may escape from here.
+        try:
+            self._on_message(topic, payload, mid, qos, retain, self._generation)
+        except Exception:
+            log.exception("message handler failed on %r; not acknowledged", topic[:200])
 
     def _handle_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         # Paho stops its network loop if a callback raises, so nothing may escape from here.
