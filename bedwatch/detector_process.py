@@ -27,6 +27,7 @@ from itertools import repeat
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bedwatch.runtime import tune_collector
 from detectors import snapshot, wave
 from detectors.findings import Finding
 from detectors.nights import NightSummary
@@ -459,6 +460,7 @@ def worker_main(conn: Connection, log_level: int) -> None:
     )
     ordered = InOrder(runner)
     wave.warm()  # here, not at the first waveform
+    tune_collector()
     conn.send(("up", 0))  # imported and listening: the watchdog counts from now
     while True:
         try:
