@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import multiprocessing
+import pickle
 import signal
 import threading
 import time
@@ -92,11 +93,17 @@ def unpack(item: Packed) -> Decoded:
 
 class _Journal:
     """Every command for the worker since its last snapshot, numbered, in order. The sender
-    thread sends from here, so a new worker can be given the same commands again."""
+    thread sends from here, so a new worker can be given the same commands again.
+
+    Each is kept pickled, as it is sent: tens of thousands of messages' worth of small tuples
+    would otherwise be scanned by every pass of the cyclic collector until a snapshot drops
+    them. A feed's own entry keeps only how many messages it holds.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._entries: deque[tuple[int, float, tuple[Any, ...]]] = deque()
+        # (seq, when queued, the command (a feed: ("feed", its message count)), it pickled)
+        self._entries: deque[tuple[int, float, tuple[Any, ...], bytes]] = deque()
         self._seq = 0
         self._next = 0  # index in _entries of the next command to send
         self._conn: Connection | None = None
@@ -106,22 +113,25 @@ class _Journal:
     def append(self, command: tuple[Any, ...]) -> int:
         with self._cond:
             self._seq += 1
-            self._entries.append((self._seq, time.monotonic(), command))
+            blob = pickle.dumps((self._seq, command), pickle.HIGHEST_PROTOCOL)
             if command[0] == "feed":
-                self.messages += len(command[1])
+                command = ("feed", len(command[1]))
+                self.messages += command[1]
+            self._entries.append((self._seq, time.monotonic(), command, blob))
             self._cond.notify()
             return self._seq
 
-    def take(self) -> tuple[Connection, int, tuple[Any, ...]] | None:
-        """The next command and the worker to send it to; None once closed and all is sent."""
+    def take(self) -> tuple[Connection, int, str, bytes] | None:
+        """The next command (its seq, kind and pickled self) and the worker to send it to;
+        None once closed and all is sent."""
         with self._cond:
             while self._conn is None or self._next >= len(self._entries):
                 if self._closed and self._conn is not None:
                     return None
                 self._cond.wait()
-            seq, _, command = self._entries[self._next]
+            seq, _, command, blob = self._entries[self._next]
             self._next += 1
-            return self._conn, seq, command
+            return self._conn, seq, command[0], blob
 
     def to(self, conn: Connection) -> None:
         """Send everything in the journal again, from its start, to a new worker."""
@@ -135,17 +145,17 @@ class _Journal:
         dropped = []
         with self._cond:
             while self._entries and self._entries[0][0] <= seq:
-                _, _, command = self._entries.popleft()
+                _, _, command, _ = self._entries.popleft()
                 dropped.append(command)
                 if command[0] == "feed":
-                    self.messages -= len(command[1])
+                    self.messages -= command[1]
                 self._next = max(0, self._next - 1)
         return dropped
 
     def oldest_after(self, seq: int) -> float | None:
         """When the oldest command after `seq` was queued (monotonic), if one is."""
         with self._cond:
-            for entry_seq, at, _ in self._entries:
+            for entry_seq, at, _, _ in self._entries:
                 if entry_seq > seq:
                     return at
         return None
@@ -332,13 +342,13 @@ class DetectorProcess:
             item = self._journal.take()
             if item is None:
                 return
-            conn, seq, command = item
+            conn, _, kind, blob = item
             try:
-                conn.send((seq, command))
+                conn.send_bytes(blob)  # what conn.send((seq, command)) would send
             except (OSError, EOFError, ValueError):
                 pass  # the worker is gone: the next one gets the journal again
             except Exception as exc:
-                log.error("detector command %s not sent: %s", command[0], exc)
+                log.error("detector command %s not sent: %s", kind, exc)
 
     def _read_loop(self, conn: Connection) -> None:
         loop = self._loop
