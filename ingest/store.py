@@ -13,6 +13,7 @@ import psycopg
 from ingest.db import DatabaseUnavailable, connect
 from ingest.protocol import Decoded
 from ingest.records import (
+    Channel,
     DeviceEvent,
     DeviceStatus,
     MattressSample,
@@ -349,7 +350,11 @@ def _execute_many(
 def _collect(messages: Iterable[Decoded], derived: Sequence[Record], keep_wave: bool) -> _Rows:
     rows = _Rows()
     for message in messages:
-        _add_records(rows, message.records, message.received_at_ms, keep_wave)
+        records = message.records
+        if message.channel is Channel.TELEMETRY and records and type(records[0]) is MattressSample:
+            rows.mattress.extend(records)  # type: ignore[arg-type]  # a pad's: all samples
+        else:
+            _add_records(rows, records, message.received_at_ms, keep_wave)
         for rejection in message.rejections:
             rows.quarantine.append(_quarantine_row(rejection))
         if message.device_id is not None and (message.records or message.rejections):
