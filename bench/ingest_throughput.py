@@ -13,6 +13,9 @@ generated before any timing starts and played in these phases:
                  threaded loop of loop_start) that does nothing per message but count: the ceiling
                  of the MQTT client library on this machine. It leaves no session behind (session
                  expiry 0 on DISCONNECT), so the broker queues nothing for it in later phases.
+  T  tutorial:   the stream's first --tutorial-messages into the bridge of MQTT-to-database
+                 tutorials (paho's defaults, json.loads, an INSERT per sample, a COMMIT per
+                 message), a process of its own: stored rows/s.
   B  service:    the same stream, flat out, into the BedWatch service: stored samples/s.
   P  paced:      a second stream (later device time) at a fixed rate (--rate msg/s): the delay
                  from publish to committed row at a rate the service is meant to sustain.
@@ -25,12 +28,13 @@ mosquitto_sub or bare paho process in A and R, the service process and its detec
 B and P), the PostgreSQL backends (the service's in B and P, the COPY connection's in C), the
 publishers, and the busy cores of the whole machine (other users included). The report turns
 them into CPU per message and an estimate of the cores the whole pipeline would need at 0.3 x A
-(the project's target).
+(the project's target). In B and P the service also reports its CPU per message by part of the
+hot path (HotPathClock: thread CPU clocks around its functions, read on SIGUSR1).
 
 Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
-detection). The service process runs with one hook (Store.write wrapped, nothing else changed):
-when a batch's transaction has committed it notes, for every message in it, publish time and
-commit time. Publish time is taken when the publisher hands the packet to the socket.
+detection). The service process runs with hooks that change none of its work (Store.write
+wrapped, and the clocks above): when a batch's transaction has committed it notes, for every
+message in it, publish time and commit time. Publish time is taken when the publisher hands the packet to the socket.
 
 Publishers speak MQTT 3.1.1 over a plain socket with pre-encoded packets (only the 13-digit
 publish time is filled in at send time), QoS 1 with a window of unacknowledged messages, so that
@@ -39,7 +43,7 @@ one connection: the broker's per-message work is that of a fleet, not its connec
 
     uv run python bench/ingest_throughput.py [--beds 2000] [--messages 50000] [--batch 10]
         [--publishers 4] [--rate 5000] [--paced-seconds 10] [--broker-repeats 3]
-        [--profile stacks.txt]
+        [--tutorial-messages 3000] [--profile stacks.txt]
 """
 
 from __future__ import annotations
