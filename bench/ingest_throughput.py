@@ -34,7 +34,8 @@ hot path (HotPathClock: thread CPU clocks around its functions, read on SIGUSR1)
 Delay: each message carries its publish wall time (ms) as `seq` (the decoder keeps it; unknown to
 detection). The service process runs with hooks that change none of its work (Store.write
 wrapped, and the clocks above): when a batch's transaction has committed it notes, for every
-message in it, publish time and commit time. Publish time is taken when the publisher hands the packet to the socket.
+message in it, publish time and commit time. Publish time is taken when the publisher hands
+the packet to the socket.
 
 Publishers speak MQTT 3.1.1 over a plain socket with pre-encoded packets (only the 13-digit
 publish time is filled in at send time), QoS 1 with a window of unacknowledged messages, so that
