@@ -264,6 +264,11 @@ class DetectorProcess:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def exitcode(self) -> int | None:
+        """The worker's exit code once it has ended (negative: the signal that ended it)."""
+        return self._process.exitcode if self._process is not None else None
+
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._spawn()
@@ -282,6 +287,15 @@ class DetectorProcess:
         self._stopping = True
         self._journal.append(("stop",))
         self._journal.close()
+
+    def abandon(self) -> None:
+        """End the worker at once, for a start that failed before giving it any input."""
+        self._stopping = True
+        self._journal.close()
+        self._kill()
+        if self._conn is not None:
+            self._conn.close()
+        atexit.unregister(self._kill)
 
     def join(self) -> None:
         process = self._process

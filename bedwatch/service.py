@@ -282,8 +282,13 @@ class Service:
         finally:
             if self.http_socket is not None:
                 self.http_socket.close()
-            self.detectors.stop()
-            await asyncio.to_thread(self.detectors.join)
+            if self.intake is None:
+                # The start failed before any input (the database refused, say): nothing to
+                # finish, and a worker still importing need not be waited for.
+                self.detectors.abandon()
+            else:
+                self.detectors.stop()
+                await asyncio.to_thread(self.detectors.join)
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         settings = self.settings

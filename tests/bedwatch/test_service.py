@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
 
+import pytest
+
+from bedwatch.service import Service
+from bedwatch.settings import Settings
+from ingest.db import DatabaseUnavailable
 from tests.support import free_port, service_env, unique_prefix
 
 
@@ -45,3 +53,16 @@ def test_a_refused_database_is_one_line_and_exit_1() -> None:
     [line] = run.stderr.strip().splitlines()  # one line, no continuation
     assert f"cannot connect to postgresql://postgres@127.0.0.1:{port}/bedwatch:" in line
     assert "Connection refused" in line
+
+
+def test_a_start_the_database_refused_leaves_no_detector_worker_behind() -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/bedwatch"  # nothing listens there
+    service = Service(Settings().replace("database", url=url))
+    with pytest.raises(DatabaseUnavailable):
+        asyncio.run(service.run())
+    pid = service.detectors.pid
+    assert pid is not None  # it was started, before the database was tried
+    # Ended at once, not asked to finish (it would first import the detectors, seconds here)...
+    assert service.detectors.exitcode == -signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # ...and reaped
