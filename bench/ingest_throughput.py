@@ -395,6 +395,9 @@ class BareCounter:
         if reason.is_failure:
             print(json.dumps({"error": f"CONNACK {reason}"}), flush=True)
             return
+        self.subscribe(client)
+
+    def subscribe(self, client: paho.Client) -> None:
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
         client.subscribe(f"{self.prefix}/#", options=SubscribeOptions(qos=1, noLocal=True))
@@ -433,18 +436,8 @@ class TutorialBridge(BareCounter):
         self.conn = psycopg.connect(database_url)
         self.rows = 0
 
-    def on_connect(
-        self,
-        client: paho.Client,
-        userdata: object,
-        flags: paho.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            print(json.dumps({"error": f"CONNACK {reason}"}), flush=True)
-            return
-        client.subscribe(f"{self.prefix}/#", qos=1)
+    def subscribe(self, client: paho.Client) -> None:
+        client.subscribe(f"{self.prefix}/#", qos=1)  # MQTT 3.1.1: no subscription options
 
     def on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         if not msg.topic.endswith("/telemetry"):
