@@ -958,7 +958,7 @@ def phase_broker(bench: Bench) -> Phase:
     return phase
 
 
-def start_paho(bench: Bench, role: str = "_paho", messages: int = 0) -> subprocess.Popen[bytes]:
+def start_paho(bench: Bench, role: str, messages: int) -> subprocess.Popen[bytes]:
     """Phase R's subscriber process (paho_main), or T's (`_tutorial`), once its subscription
     is live."""
     sub = subprocess.Popen(
@@ -970,7 +970,7 @@ def start_paho(bench: Bench, role: str = "_paho", messages: int = 0) -> subproce
     spec = {
         "port": bench.port,
         "prefix": prefix,
-        "messages": messages or args.messages,
+        "messages": messages,
         "timeout": args.timeout,
         "database_url": bench.db_url,
     }
@@ -1004,15 +1004,18 @@ def stop_paho(sub: subprocess.Popen[bytes]) -> None:
         sub.wait()
 
 
-def phase_paho(bench: Bench) -> Phase:
-    """R: a bare paho subscriber (paho_main, a process of its own) consumes the stream."""
-    args, port, prefix, broker_pid = bench.args, bench.port, bench.prefix, bench.broker_pid
-    phase = Phase("R bare paho (MQTT 5, manual ack)")
-    sub = start_paho(bench)
+def play_to_subscriber(
+    bench: Bench, phase: Phase, role: str, messages: int, what: str
+) -> tuple[dict[str, Any], float]:
+    """Start a subscriber process (`role`: _paho or _tutorial), play the stream's first
+    `messages` to it flat out, and note the CPU of the subscriber, the broker, the publishers and
+    the machine in `phase`. Returns the subscriber's result line and the start (wall s)."""
+    args, broker_pid = bench.args, bench.broker_pid
+    sub = start_paho(bench, role, messages)
     assert sub.stdin is not None
     assert sub.stdout is not None
     try:
-        pubs = Publishers(specs_for(args, port, prefix, bench.base_b, args.messages, 0))
+        pubs = Publishers(specs_for(args, bench.port, bench.prefix, bench.base_b, messages, 0))
         cpu_sub = proc_cpu_s(sub.pid)
         cpu_broker = proc_cpu_s(broker_pid)
         busy = machine_busy()
@@ -1030,15 +1033,21 @@ def phase_paho(bench: Bench) -> Phase:
     finally:
         stop_paho(sub)
     if b"\n" not in buf:
-        raise RuntimeError(f"the bare paho subscriber gave no result: {buf!r}")
-    done = json.loads(buf.split(b"\n", 1)[0])
-    got = int(done["got"])
-    if got < args.messages:
-        phase.notes.append(f"timed out: {got} of {args.messages} messages received")
-    phase.messages = got
-    phase.samples = got * args.batch
+        raise RuntimeError(f"the {what} gave no result: {buf!r}")
+    done: dict[str, Any] = json.loads(buf.split(b"\n", 1)[0])
+    phase.messages = int(done["got"])
+    if phase.messages < messages:
+        phase.notes.append(f"timed out: {phase.messages} of {messages} messages received")
     phase.seconds = float(done["last"]) - started
     phase.msg_per_s = phase.messages / phase.seconds
+    return done, started
+
+
+def phase_paho(bench: Bench) -> Phase:
+    """R: a bare paho subscriber (paho_main, a process of its own) consumes the stream."""
+    phase = Phase("R bare paho (MQTT 5, manual ack)")
+    play_to_subscriber(bench, phase, "_paho", bench.args.messages, "bare paho subscriber")
+    phase.samples = phase.messages * bench.args.batch
     phase.samples_per_s = phase.samples / phase.seconds
     return phase
 
@@ -1048,41 +1057,17 @@ def phase_tutorial(bench: Bench) -> Phase:
     --tutorial-messages messages into a copy of mattress_samples."""
     import psycopg
 
-    args, port, prefix = bench.args, bench.port, bench.prefix
-    messages = args.tutorial_messages
     phase = Phase("T tutorial bridge (INSERT, COMMIT)")
     with psycopg.connect(bench.db_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_tutorial (LIKE mattress_samples INCLUDING ALL)")
-    sub = start_paho(bench, "_tutorial", messages)
-    assert sub.stdin is not None
-    assert sub.stdout is not None
     try:
-        pubs = Publishers(specs_for(args, port, prefix, bench.base_b, messages, 0))
-        cpu_sub = proc_cpu_s(sub.pid)
-        busy = machine_busy()
-        started = pubs.go()
-        sub.stdin.write(b"go\n")
-        sub.stdin.flush()
-        buf = b""
-        deadline = time.monotonic() + args.timeout + 10
-        while b"\n" not in buf and time.monotonic() < deadline and sub.poll() is None:
-            buf += read_for(sub.stdout.fileno(), 0.05)
-        phase.consumer_cpu_s = proc_cpu_s(sub.pid) - cpu_sub
-        publisher_summary(phase, started, pubs.results(60))
-        phase.cores_busy = cores_busy_since(busy)
+        done, _ = play_to_subscriber(
+            bench, phase, "_tutorial", bench.args.tutorial_messages, "tutorial bridge"
+        )
     finally:
-        stop_paho(sub)
         with psycopg.connect(bench.db_url, autocommit=True) as conn:
             conn.execute("DROP TABLE bench_tutorial")
-    if b"\n" not in buf:
-        raise RuntimeError(f"the tutorial bridge gave no result: {buf!r}")
-    done = json.loads(buf.split(b"\n", 1)[0])
-    phase.messages = int(done["got"])
-    if phase.messages < messages:
-        phase.notes.append(f"timed out: {phase.messages} of {messages} messages stored")
     phase.samples = int(done["rows"])
-    phase.seconds = float(done["last"]) - started
-    phase.msg_per_s = phase.messages / phase.seconds
     phase.samples_per_s = phase.samples / phase.seconds
     return phase
 
