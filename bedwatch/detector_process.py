@@ -24,7 +24,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import repeat
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -83,9 +82,8 @@ def unpack(item: Packed) -> Decoded:
     decoded = Decoded(received_at_ms, device_id=DeviceId(device_id), channel=CHANNELS[channel])
     if isinstance(records, tuple):
         resident_id, (ts, hr, rr, move, occ, sq) = records
-        decoded.records = list(
-            map(MattressSample, repeat(device_id), repeat(resident_id), ts, hr, rr, move, occ, sq)
-        )
+        device, resident = itertools.repeat(device_id), itertools.repeat(resident_id)
+        decoded.records = list(map(MattressSample, device, resident, ts, hr, rr, move, occ, sq))
     else:
         decoded.records = list(records)
     return decoded

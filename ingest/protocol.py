@@ -198,15 +198,7 @@ class Decoder:
                     Reason.OVERSIZE, f"samples: {len(items)} > limit {self.max_batch_samples}"
                 )
         good, errors, ordered = _mattress_samples(items, device_id, info.resident_id)
-        if not (
-            ordered
-            and good
-            and good[0].ts_ms >= now_ms - self.stale_after_ms
-            and good[-1].ts_ms <= good[len(good) // 2].ts_ms + BATCH_SPAN_LIMIT_MS
-            and not self._skew(good[-1].ts_ms, now_ms)
-        ):  # all in time and in order, as a rule; else sorted out here
-            good = self._in_time(good, now_ms, out, errors)
-        out.records.extend(good)
+        out.records.extend(self._in_time(good, ordered, now_ms, out, errors))
         if errors:
             out.rejections.append(
                 _sample_rejection(topic, payload, now_ms, device_id, errors, len(items))
@@ -215,15 +207,26 @@ class Decoder:
     def _in_time(
         self,
         samples: list[MattressSample],
+        ordered: bool,
         now_ms: EpochMs,
         out: Decoded,
         errors: list[tuple[int, _Invalid]],
     ) -> list[MattressSample]:
+        """The samples in time order, less those too far ahead of their batch or too old, less
+        repeats of a time; moved back by the clock's skew. `ordered`: already in strictly
+        increasing time."""
         if not samples:
             return samples
-        samples.sort(key=_BY_TIME)  # in order already, as a rule: one linear pass
         # A sample far later than the middle of its batch is that sample's fault alone; the
         # clock's skew is judged by the latest of the rest, as a batch spans seconds to minutes.
+        if (
+            ordered
+            and samples[0].ts_ms >= now_ms - self.stale_after_ms
+            and samples[-1].ts_ms <= samples[len(samples) // 2].ts_ms + BATCH_SPAN_LIMIT_MS
+            and not self._skew(samples[-1].ts_ms, now_ms)
+        ):
+            return samples  # as a pad sends them: nothing to sort, drop or move
+        samples.sort(key=_BY_TIME)
         wild_after = samples[len(samples) // 2].ts_ms + BATCH_SPAN_LIMIT_MS
         kept: list[MattressSample] = []
         for i, s in enumerate(samples):
@@ -456,7 +459,7 @@ def _mattress_samples(
         try:
             ts, hr, rr, move, occ, sq = _SAMPLE_FIELDS(item)
         except (KeyError, TypeError):  # a field left out (hr, rr may be), or not an object
-            ts = None
+            pass  # the checked path below
         else:
             if (
                 type(ts) is int
